@@ -1,0 +1,73 @@
+/* bus: nng sockets driven from a libuv loop. Every callback below runs on the
+ * loop thread; nng's own threads only hand work over (uv_async_t) and never
+ * touch caller state. All sockets set NNG_OPT_RECVMAXSZ to PROTO_MSG_MAX.
+ * For ipc:// listeners, `mode` (e.g. 0600) is applied to the socket file
+ * (NNG_OPT_IPC_PERMISSIONS) and a stale socket file is replaced.
+ *
+ * Close is asynchronous as in libuv: *_close() stops callbacks at once and
+ * frees the object once its handles' close callbacks have run. */
+#ifndef WD_BUS_H
+#define WD_BUS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#define BUS_PEER_UNKNOWN UINT64_MAX
+#define BUS_REP_CONTEXTS 8 /* concurrent requests a REP server holds */
+
+/* ---- REP server (control.sock, worker-NAME.sock), nng_ctx + nng_aio ---- */
+typedef struct bus_rep bus_rep;
+typedef struct bus_rep_request bus_rep_request; /* one pending request */
+
+/* A request arrived. The callee must call bus_rep_reply(req, ...) exactly once,
+ * now or later (the request stays valid until then, or until bus_rep_close). */
+typedef void (*bus_rep_cb)(void *arg, bus_rep_request *req, const void *buf, size_t len,
+                           uint64_t peer_uid, uint64_t peer_pid);
+
+int bus_rep_open(uv_loop_t *loop, const char *url, int mode, bus_rep_cb cb, void *arg,
+                 bus_rep **out, char *err, size_t errlen);
+int bus_rep_reply(bus_rep_request *req, const void *buf, size_t len);
+void bus_rep_close(bus_rep *rep);
+
+/* ---- PULL listener (heartbeat.sock) and SUB dialer, via NNG_OPT_RECVFD + uv_poll ---- */
+typedef struct bus_in bus_in;
+typedef void (*bus_msg_cb)(void *arg, const void *buf, size_t len, uint64_t peer_pid);
+
+int bus_pull_listen(uv_loop_t *loop, const char *url, int mode, bus_msg_cb cb, void *arg,
+                    bus_in **out, char *err, size_t errlen);
+/* Subscribes to everything published on url; redials on its own. */
+int bus_sub_dial(uv_loop_t *loop, const char *url, bus_msg_cb cb, void *arg, bus_in **out,
+                 char *err, size_t errlen);
+void bus_in_close(bus_in *in);
+
+/* ---- PUB listener and PUSH dialer: sends never block; a message that cannot
+ * be queued is dropped and counted. ---- */
+typedef struct bus_out bus_out;
+int bus_pub_listen(const char *url, int mode, bus_out **out, char *err, size_t errlen);
+int bus_push_dial(const char *url, bus_out **out, char *err, size_t errlen);
+/* Returns 0, or WD_EBUSY when dropped. */
+int bus_out_send(bus_out *o, const void *buf, size_t len);
+uint64_t bus_out_dropped(const bus_out *o);
+void bus_out_close(bus_out *o); /* synchronous: no loop handles */
+
+/* ---- REQ client, asynchronous (supervisor -> worker-NAME.sock) ---- */
+typedef struct bus_req bus_req;
+/* status is 0 with the reply, or a negative wd_errno (WD_ETIMEDOUT, WD_EUNAVAIL). */
+typedef void (*bus_reply_cb)(void *arg, int status, const void *buf, size_t len);
+
+int bus_req_dial(uv_loop_t *loop, const char *url, bus_req **out, char *err, size_t errlen);
+/* Sends one request; cb runs exactly once on the loop thread, unless this call
+ * returns an error. Several requests may be outstanding. */
+int bus_req_send(bus_req *r, const void *buf, size_t len, uint64_t timeout_ms, bus_reply_cb cb,
+                 void *arg);
+/* Outstanding requests' callbacks run with WD_ECLOSED before it returns. */
+void bus_req_close(bus_req *r);
+
+/* ---- blocking helpers for command-line tools (no loop) ---- */
+/* One request/reply. On success *reply is malloc'ed (caller frees). Returns
+ * WD_EUNAVAIL when nothing listens at url, WD_ETIMEDOUT on no answer. */
+int bus_call_sync(const char *url, const void *req, size_t len, uint64_t timeout_ms,
+                  void **reply, size_t *reply_len);
+
+#endif
