@@ -35,6 +35,10 @@
 #define WD_CONF_ENTRIES_MAX 4096
 #define WD_CONF_ERRORS_MAX 64
 #define WD_CONF_ERROR_LEN 512
+#define WD_CONF_LINE_MAX 8192     /* longest physical line of a config file */
+#define WD_CONF_SECTIONS_MAX 256  /* sections in one file */
+#define WD_CONF_REGISTERED_MAX 32 /* wd_conf_register_section() patterns */
+#define WD_CONF_DURATION_STR_MAX 32 /* wd_format_duration_ms / wd_format_size */
 
 typedef enum {
     WD_CONF_STRING,   /* char[size]; bound: size of the field */
@@ -54,7 +58,10 @@ typedef struct {
     size_t size;   /* for STRING: sizeof the char array */
     int64_t min, max;
     double dmin, dmax;
-    const char *def;          /* default, in config syntax; NULL = required/empty */
+    /* Default, in config syntax. NULL: the key is required ("missing required
+     * key" when absent). "": optional, the field is left zero/empty (not
+     * bounds-checked). */
+    const char *def;
     const char *const *names; /* for ENUM */
     const char *help;
 } wd_conf_field;
@@ -105,6 +112,13 @@ typedef struct {
     char file[WD_CONF_PATH_MAX]; /* where the section was declared */
     int line;
 } wd_program_conf;
+
+/* Copies a program's settings. Use this, never struct assignment or memcpy:
+ * argv points into the struct's own argbuf and must be re-pointed. */
+void wd_program_conf_copy(wd_program_conf *dst, const wd_program_conf *src);
+/* True when two programs have the same settings (for reload: restart only
+ * what changed). Where a section was declared (file, line) is not compared. */
+bool wd_program_conf_equal(const wd_program_conf *a, const wd_program_conf *b);
 
 typedef struct {
     char run_dir[WD_CONF_PATH_MAX];
@@ -160,11 +174,67 @@ int wd_parse_bool(const char *s, bool *out);
 int wd_parse_int(const char *s, int64_t *out);
 int wd_parse_signal(const char *s, int *out);
 const char *wd_signal_name(int sig); /* "TERM"; "?" when unknown */
-/* Splits a command line into argv (quotes and backslashes honoured). */
+/* Splits a command line into argv (quotes and backslashes honoured, as in
+ * sh: '...' is literal, "..." honours \\ \" \$ \` escapes, a backslash outside
+ * quotes escapes any character). argv needs argv_max + 1 slots; argv[*argc]
+ * is NULL; words are stored in buf. Returns 0, WD_EINVAL (unterminated quote
+ * or trailing backslash) or WD_ERANGE (more than argv_max words, or buf too
+ * small; buflen >= strlen(cmd) + 1 always suffices). */
 int wd_split_command(const char *cmd, char *buf, size_t buflen, char **argv, int argv_max,
                      int *argc);
 
-/* Prints the documented defaults of every table (for config/warden.conf docs). */
+/* Formats a duration with the largest exact unit ("30s", "10m", "250ms") and
+ * a size likewise ("16K", "1M", "300"), so that the parsers read it back.
+ * buflen >= WD_CONF_DURATION_STR_MAX always suffices. 0 or WD_ERANGE. */
+int wd_format_duration_ms(uint64_t ms, char *buf, size_t buflen);
+int wd_format_size(uint64_t bytes, char *buf, size_t buflen);
+
+/* One typed field, for modules that handle values themselves. field_set
+ * parses value into target (bounds checked); on error it returns WD_EINVAL or
+ * WD_ERANGE and fills why with the message, e.g. "bad duration '10x' for
+ * 'stop_timeout' (use ns, us, ms, s, m, h)". field_zero clears the field.
+ * field_find looks a key up (case-insensitive) and, when there is none, sets
+ * *suggest (may be NULL) to a close key name or NULL. */
+int wd_conf_field_set(const wd_conf_field *f, const char *value, void *target, char *why,
+                      size_t whylen);
+void wd_conf_field_zero(const wd_conf_field *f, void *target);
+const wd_conf_field *wd_conf_field_find(const wd_conf_field *table, size_t n_fields,
+                                        const char *key, const char **suggest);
+
+/* Describes a field's accepted values for help text: "(10ms..1h)",
+ * "(always | on-failure | never)", or "" when unbounded. */
+void wd_conf_field_describe(const wd_conf_field *f, char *buf, size_t buflen);
+
+/* The built-in tables ([supervisor], [worker:NAME], [program:NAME]). */
+extern const wd_conf_field wd_conf_supervisor_fields[];
+extern const size_t wd_conf_supervisor_n_fields;
+extern const wd_conf_field wd_conf_worker_fields[];
+extern const size_t wd_conf_worker_n_fields;
+extern const wd_conf_field wd_conf_program_fields[];
+extern const size_t wd_conf_program_n_fields;
+
+/* Copies s into buf for quoting in an error message: cut to
+ * WD_CONF_QUOTE_TEXT_MAX characters with "...", control characters as '?'.
+ * Returns buf; buf needs WD_CONF_QUOTE_MAX bytes. */
+#define WD_CONF_QUOTE_TEXT_MAX 80
+#define WD_CONF_QUOTE_MAX (WD_CONF_QUOTE_TEXT_MAX + 4)
+const char *wd_conf_quote(const char *s, char *buf, size_t buflen);
+
+/* Checks a [worker:]/[program:] NAME: 1..WD_CONF_NAME_MAX of A-Z a-z 0-9 _ -. */
+bool wd_conf_name_valid(const char *name);
+
+/* The derived fields of a program, each from its raw field: argv from
+ * command, env from environment_raw, depends_on from depends_on_raw (names
+ * separated by commas and/or blanks; repeats dropped). 0, or WD_EINVAL /
+ * WD_ERANGE with err filled ("environment: ...", no file:line). */
+int wd_program_parse_command(wd_program_conf *p, char *err, size_t errlen);
+int wd_program_parse_environment(wd_program_conf *p, char *err, size_t errlen);
+int wd_program_parse_depends(wd_program_conf *p, char *err, size_t errlen);
+
+/* Prints the documented defaults of every table (for config/warden.conf docs):
+ * stream is a FILE *. [supervisor] is printed live; the [worker:NAME] and
+ * [program:NAME] templates and registered sections are commented out, so the
+ * output is itself a valid config. */
 void wd_conf_print_defaults(void *stream);
 
 #endif

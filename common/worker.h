@@ -12,7 +12,14 @@
  *   WARDEN_EVENTS_URL             the supervisor's event PUB socket
  *   WARDEN_HEARTBEAT_INTERVAL_MS  heartbeat period
  *   WARDEN_LOG_LEVEL              debug|info|warn|error
- * Without WARDEN_HEARTBEAT_URL (run by hand) the worker runs standalone. */
+ *   WARDEN_STOP_TIMEOUT_MS        graceful stop bound (default 10000), then exit 1
+ * Without WARDEN_HEARTBEAT_URL (run by hand) the worker runs standalone.
+ *
+ * Signals: SIGTERM and SIGINT stop gracefully (a second one exits 1 at once),
+ * SIGHUP reloads. A signal whose disposition is SIG_IGN when init returns
+ * (set by init, or inherited) is left ignored, so a worker can opt out.
+ * On stop the command socket closes first (deferred replies are dropped),
+ * then ops->stop runs; heartbeats continue until the process exits. */
 #ifndef WD_WORKER_H
 #define WD_WORKER_H
 
@@ -64,5 +71,17 @@ void wrk_progress(wrk_ctx *ctx, uint64_t n);
 void wrk_breaker_state(wrk_ctx *ctx, const char *name, proto_breaker_state state);
 /* Asks the runtime to stop as if SIGTERM had arrived. */
 void wrk_request_stop(wrk_ctx *ctx);
+
+/* Deferred command replies. Called inside ops->command only (else, or a
+ * second time in the same command, NULL): the reply is then sent by
+ * wrk_command_finish(), now or later, and the command's return value, err
+ * and *data are ignored. wrk_command_finish() must be called exactly once per
+ * handle; if the command socket closed meanwhile (stop), the reply is
+ * dropped. Handles never finished are freed when wrk_main returns. */
+typedef struct wrk_pending wrk_pending;
+wrk_pending *wrk_command_defer(wrk_ctx *ctx);
+/* status: 0 or a negative wd_errno; data: a new reference, stolen (may be
+ * NULL); err: text for a failed status (may be NULL). Frees p. */
+void wrk_command_finish(wrk_pending *p, int status, json_t *data, const char *err);
 
 #endif

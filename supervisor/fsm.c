@@ -105,8 +105,8 @@ static void act_start(sup_child *c) {
         act_backoff(c, err);
         return;
     }
-    if (c->state != SUP_STARTING && c->state != SUP_RUNNING)
-        sup_child_set_state(c, SUP_STARTING, c->conf->is_worker ? "waiting for READY" : "");
+    /* Also from RUNNING: a long run that ended restarts at once. */
+    sup_child_set_state(c, SUP_STARTING, c->conf->is_worker ? "waiting for READY" : "");
     if (!c->conf->is_worker) {
         /* A plain program has no READY: it is running once exec succeeded. */
         sup_fsm_dispatch(c, SUP_EV_READY);
@@ -286,6 +286,11 @@ void sup_fsm_dispatch(sup_child *c, sup_event ev) {
              a ? "" : " (ignored)");
     if (a)
         a(c);
+}
+
+void sup_fsm_heartbeat_seen(sup_child *c) {
+    if (c->state == SUP_RUNNING)
+        uv_timer_start(&c->hb_watch, fsm_on_hb_lost, c->conf->heartbeat_timeout_ms, 0);
 }
 
 void sup_fsm_init_timers(sup_child *c, uv_loop_t *loop) {

@@ -36,8 +36,7 @@ static void hb_on_heartbeat(sup_child *c, const proto_envelope *env) {
     c->last_hb_ns = wd_clock_mono_ns();
     c->progress = hb->progress;
     c->loop_lag_us = hb->loop_lag_us;
-    if (c->state == SUP_RUNNING)
-        uv_timer_start(&c->hb_watch, c->hb_watch.timer_cb, c->conf->heartbeat_timeout_ms, 0);
+    sup_fsm_heartbeat_seen(c);
 }
 
 void sup_heartbeat_on_msg(void *arg, const void *buf, size_t len, uint64_t peer_pid) {

@@ -155,6 +155,8 @@ void sup_child_eval_deps(sup *s); /* start children whose dependencies are ready
 /* The state machine (fsm.c). */
 void sup_fsm_dispatch(sup_child *c, sup_event ev);
 void sup_child_set_state(sup_child *c, sup_state to, const char *reason);
+/* A valid heartbeat arrived: re-arm the heartbeat_timeout watchdog. */
+void sup_fsm_heartbeat_seen(sup_child *c);
 
 /* Processes (proc.c). */
 int sup_child_spawn(sup_child *c, char *err, size_t errlen);
