@@ -1,4 +1,5 @@
 #include "breaker.h"
+#include "text.h"
 #include "wd_error.h"
 #include <stdio.h>
 #include <string.h>
@@ -46,7 +47,7 @@ static void brk_transition_to(brk_breaker *b, brk_state to, uint64_t now, const 
     t->at_ns = now;
     t->from = b->state;
     t->to = to;
-    snprintf(t->reason, sizeof t->reason, "%s", reason ? reason : "");
+    wd_utf8_copy(t->reason, sizeof t->reason, reason);
     b->history_len++;
     b->state = to;
     b->generation++;

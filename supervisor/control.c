@@ -5,6 +5,7 @@
 #include "sup.h"
 #include "clock.h"
 #include "log.h"
+#include "text.h"
 #include "wd_error.h"
 #include <signal.h>
 #include <stdarg.h>
@@ -30,7 +31,7 @@ static void ctl_reply(sup *s, bus_rep_request *req, int status, const char *erro
     proto_header h = {.seq = ++s->seq, .ts_ns = wd_clock_real_ns()};
     snprintf(h.sender, sizeof h.sender, "warden");
     proto_ctl_reply rep = {.status = status};
-    snprintf(rep.error, sizeof rep.error, "%s", error ? error : "");
+    wd_utf8_copy(rep.error, sizeof rep.error, error);
     char *text = data ? json_dumps(data, JSON_COMPACT) : NULL;
     rep.data = text ? text : "";
     rep.data_len = text ? strlen(text) : 0;
@@ -53,7 +54,7 @@ static void ctl_fail(ctl_ctx *x, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 static void ctl_fail(ctl_ctx *x, int status, const char *fmt, ...) {
-    char msg[PROTO_ERROR_MAX + 1];
+    char msg[2 * PROTO_ERROR_MAX]; /* cut to the wire bound at a character boundary */
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);

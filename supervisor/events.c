@@ -4,6 +4,7 @@
 #include "sup.h"
 #include "clock.h"
 #include "log.h"
+#include "text.h"
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,11 +16,11 @@ void sup_event_emit(sup *s, const char *kind, const char *worker, const char *fr
     sup_event_rec *r = &s->events_ring[s->events_seq % SUP_EVENTS_RING];
     r->seq = ++s->events_seq;
     r->real_ns = wd_clock_real_ns();
-    snprintf(r->ev.kind, sizeof r->ev.kind, "%s", kind);
-    snprintf(r->ev.worker, sizeof r->ev.worker, "%s", worker ? worker : "");
-    snprintf(r->ev.from, sizeof r->ev.from, "%s", from ? from : "");
-    snprintf(r->ev.to, sizeof r->ev.to, "%s", to ? to : "");
-    snprintf(r->ev.reason, sizeof r->ev.reason, "%s", reason ? reason : "");
+    wd_utf8_copy(r->ev.kind, sizeof r->ev.kind, kind);
+    wd_utf8_copy(r->ev.worker, sizeof r->ev.worker, worker);
+    wd_utf8_copy(r->ev.from, sizeof r->ev.from, from);
+    wd_utf8_copy(r->ev.to, sizeof r->ev.to, to);
+    wd_utf8_copy(r->ev.reason, sizeof r->ev.reason, reason);
     if (!s->events)
         return;
     msgpack_sbuffer sb;
@@ -57,7 +58,5 @@ void sup_audit(sup *s, const char *action, const char *worker, const char *reaso
         line[n] = '\0';
     }
     free(line);
-    char why[PROTO_REASON_MAX + 1];
-    snprintf(why, sizeof why, "%s", reason ? reason : "");
-    sup_event_emit(s, "audit", worker, action, "", why);
+    sup_event_emit(s, "audit", worker, action, "", reason);
 }

@@ -5,6 +5,7 @@
 #include "sup.h"
 #include "clock.h"
 #include "log.h"
+#include "text.h"
 #include "wd_error.h"
 #include <signal.h>
 #include <stdio.h>
@@ -26,7 +27,7 @@ const char *sup_event_name(sup_event e) {
 
 void sup_child_set_state(sup_child *c, sup_state to, const char *reason) {
     sup_state from = c->state;
-    snprintf(c->reason, sizeof c->reason, "%s", reason ? reason : "");
+    wd_utf8_copy(c->reason, sizeof c->reason, reason);
     if (from == to)
         return;
     c->state = to;

@@ -216,6 +216,13 @@ int sup_init(sup *s, uv_loop_t *loop, const char *config_path, wd_supervisor_con
     wd_rng_seed(&s->rng, s->start_real_ns ^ (uint64_t)getpid());
     if (!realpath(config_path, s->config_path))
         snprintf(s->config_path, sizeof s->config_path, "%s", config_path);
+    /* The longest socket path is worker-NAME.sock with a 63-byte NAME. */
+    size_t longest = strlen(conf->run_dir) + sizeof "/worker-.sock" - 1 + WD_CONF_NAME_MAX;
+    if (longest > SUP_IPC_PATH_MAX) {
+        snprintf(err, errlen, "run_dir '%s' is too long for ipc sockets (at most %d bytes)",
+                 conf->run_dir, (int)(SUP_IPC_PATH_MAX - (sizeof "/worker-.sock" - 1) - WD_CONF_NAME_MAX));
+        return WD_ECONFIG;
+    }
     int rc = sup_open_run_dir(s, err, errlen);
     if (rc != 0)
         return rc;

@@ -17,7 +17,9 @@
 #include <sys/types.h>
 #include <uv.h>
 
-#define SUP_URL_MAX (WD_CONF_PATH_MAX + 16)
+#define SUP_URL_MAX (WD_CONF_PATH_MAX + 128)
+/* ipc:// paths live in sockaddr_un.sun_path (108 bytes incl. NUL). */
+#define SUP_IPC_PATH_MAX 107
 #define SUP_REASON_MAX 255
 #define SUP_EVENTS_RING 512
 #define SUP_EXIT_DESC_MAX 64
