@@ -15,9 +15,17 @@
  * (e.g. WARDEN_SUPERVISOR_LOG_LEVEL, WARDEN_WORKER_AGG_HEARTBEAT_TIMEOUT).
  * An override's errors name the variable instead of file:line.
  *
+ * Only [supervisor] and sections the file has are overridden, and only by
+ * variables naming a key of the section's table (built in, or registered
+ * before wd_conf_read); other WARDEN_* variables are ignored.
+ *
  * Value syntax: durations take units ns, us, ms, s, m, h ("250ms", "10s",
- * "5m"; a bare number is milliseconds), sizes take K, M, G (powers of 1024;
- * a bare number is bytes), booleans are yes/no/true/false/on/off/1/0. */
+ * "5m"; a bare number is milliseconds; ns/us round up to whole ms), sizes take
+ * K, M, G (powers of 1024, "64M" = "64MB" = "64MiB"; a bare number is bytes),
+ * booleans are yes/no/true/false/on/off/1/0. Lines are at most
+ * WD_CONF_LINE_MAX bytes; an indented line is an ordinary line (never a
+ * continuation); inline comments start at " ;". config/warden.conf documents
+ * every key. */
 #ifndef WD_CONFIG_H
 #define WD_CONFIG_H
 
@@ -56,8 +64,8 @@ typedef struct {
     wd_conf_type type;
     size_t offset; /* offsetof() the field in the target struct */
     size_t size;   /* for STRING: sizeof the char array */
-    int64_t min, max;
-    double dmin, dmax;
+    int64_t min, max;   /* INT/DURATION(ms)/SIZE bounds; both 0 = unbounded */
+    double dmin, dmax;  /* DOUBLE bounds; both 0 = unbounded */
     /* Default, in config syntax. NULL: the key is required ("missing required
      * key" when absent). "": optional, the field is left zero/empty (not
      * bounds-checked). */
@@ -142,7 +150,11 @@ typedef struct wd_conf wd_conf; /* raw entries of one file; owned by the caller 
 
 /* Reads path (and the environment overrides from envp, NULL = environ) into
  * raw entries. Returns 0, or a negative error with errs filled; *out is set
- * either way when the file could be read and must be freed with wd_conf_free. */
+ * either way when the file could be read and must be freed with wd_conf_free.
+ * Checked here: syntax, line length, section names, duplicate sections and
+ * keys. Unknown sections and keys are found when tables are applied. errs is
+ * reset by wd_conf_read and wd_conf_load_supervisor and appended to by
+ * wd_conf_apply_section; it may be NULL. */
 int wd_conf_read(const char *path, char *const *envp, wd_conf **out, wd_conf_errors *errs);
 void wd_conf_free(wd_conf *conf);
 const char *wd_conf_path(const wd_conf *conf);
@@ -156,13 +168,20 @@ int wd_conf_apply_section(wd_conf *conf, const char *section, const wd_conf_fiel
 
 /* Sections owned by other modules (e.g. "aggregator", "breaker:*") register
  * their tables so check-config validates them too. A trailing '*' matches a
- * prefix. The table must outlive the process (a static const). */
+ * prefix. The table must outlive the process (a static const). Call at
+ * start-up, before loading (not thread-safe). Returns 0 (also when the same
+ * table is registered again), WD_EEXIST (pattern taken by another table or
+ * built in), WD_ETOOBIG (WD_CONF_REGISTERED_MAX reached) or WD_EINVAL. */
 int wd_conf_register_section(const char *pattern, const wd_conf_field *table, size_t n_fields,
                              size_t target_size);
 
 /* Loads everything the supervisor needs and validates it: unknown sections and
  * keys, bad values, missing command, unknown or cyclic depends_on, duplicate
- * names, heartbeat_timeout <= heartbeat_interval. Returns 0 or WD_ECONFIG. */
+ * names, heartbeat_timeout <= heartbeat_interval. Returns 0 or WD_ECONFIG
+ * (or WD_ENOMEM), with every error in errs, sorted by line (environment
+ * overrides last). out is zeroed first; after an error its contents are
+ * partial and must not be used. A section registered by another module is
+ * checked against its table; any other unknown section is an error. */
 int wd_conf_load_supervisor(const char *path, char *const *envp, wd_supervisor_conf *out,
                             wd_conf_errors *errs);
 

@@ -16,35 +16,11 @@
 
 void sup_logcap_prepare_stdout(void);
 
-/* Copies a program's config; argv points into the copy's own argbuf. */
 static wd_program_conf *conf_dup(const wd_program_conf *src) {
     wd_program_conf *c = malloc(sizeof *c);
-    if (!c)
-        return NULL;
-    memcpy(c, src, sizeof *c);
-    for (int i = 0; i < src->argc; i++)
-        c->argv[i] = c->argbuf + (src->argv[i] - src->argbuf);
-    c->argv[src->argc] = NULL;
+    if (c)
+        wd_program_conf_copy(c, src);
     return c;
-}
-
-/* Whether a reload changes anything that needs a restart. */
-static bool conf_same(const wd_program_conf *a, const wd_program_conf *b) {
-    wd_program_conf *x = malloc(sizeof *x), *y = malloc(sizeof *y);
-    bool same = false;
-    if (x && y) {
-        memcpy(x, a, sizeof *x);
-        memcpy(y, b, sizeof *y);
-        memset(x->argv, 0, sizeof x->argv);
-        memset(y->argv, 0, sizeof y->argv);
-        x->line = y->line = 0;
-        memset(x->file, 0, sizeof x->file);
-        memset(y->file, 0, sizeof y->file);
-        same = memcmp(x, y, sizeof *x) == 0;
-    }
-    free(x);
-    free(y);
-    return same;
 }
 
 static brk_config crash_breaker_config(const wd_program_conf *pc) {
@@ -417,7 +393,7 @@ int sup_reload(sup *s, char *err, size_t errlen, json_t **report) {
             json_add_name(added, pc->name);
             continue;
         }
-        if (conf_same(c->conf, pc)) {
+        if (wd_program_conf_equal(c->conf, pc)) {
             json_add_name(unchanged, pc->name);
             continue;
         }
