@@ -248,14 +248,21 @@ static void ctl_logs(ctl_ctx *x) {
         return;
     const sup_logring *r = &c->ring;
     json_t *lines = json_array();
+    /* Without `after`: the newest n lines. With it (following): the first n
+     * lines after it, so a follower never skips any the ring still holds. */
     size_t first = 0;
     while (first < r->count && sup_logring_at(r, first)->seq <= after)
         first++;
-    if (r->count - first > n)
-        first = r->count - n;
+    size_t end = r->count;
+    if (end - first > n) {
+        if (after)
+            end = first + n;
+        else
+            first = end - n;
+    }
     char ts[WD_TIME_STR_MAX];
     uint64_t oldest = r->count ? sup_logring_at(r, 0)->seq : r->next_seq;
-    for (size_t i = first; i < r->count; i++) {
+    for (size_t i = first; i < end; i++) {
         const sup_logline *l = sup_logring_at(r, i);
         wd_clock_format(l->real_ns, ts, sizeof ts);
         json_t *line = ctl_json_text(l->text ? l->text : "", l->len);
@@ -266,7 +273,9 @@ static void ctl_logs(ctl_ctx *x) {
     }
     uint64_t dropped = after && after + 1 < oldest ? oldest - after - 1 : 0;
     ctl_reply(x->s, x->req, 0, NULL,
-              json_pack("{s:o,s:I,s:I}", "lines", lines, "next", (json_int_t)(r->next_seq - 1),
+              json_pack("{s:o,s:I,s:I}", "lines", lines, "next",
+                        (json_int_t)(end > first ? sup_logring_at(r, end - 1)->seq
+                                                 : (after > r->next_seq - 1 ? r->next_seq - 1 : after)),
                         "dropped", (json_int_t)dropped));
 }
 
@@ -278,11 +287,16 @@ static void ctl_events(ctl_ctx *x) {
     uint64_t lo = s->events_seq > SUP_EVENTS_RING ? s->events_seq - SUP_EVENTS_RING + 1 : 1;
     if (lo <= after)
         lo = after + 1;
-    if (s->events_seq >= lo && s->events_seq - lo + 1 > n)
-        lo = s->events_seq - n + 1;
+    uint64_t hi = s->events_seq;
+    if (hi >= lo && hi - lo + 1 > n) {
+        if (after)
+            hi = lo + n - 1; /* following: the oldest n not yet seen */
+        else
+            lo = hi - n + 1;
+    }
     json_t *evs = json_array();
     char ts[WD_TIME_STR_MAX];
-    for (uint64_t q = lo; q <= s->events_seq; q++) {
+    for (uint64_t q = lo; q <= hi; q++) {
         const sup_event_rec *r = &s->events_ring[(q - 1) % SUP_EVENTS_RING];
         wd_clock_format(r->real_ns, ts, sizeof ts);
         json_array_append_new(
@@ -291,7 +305,8 @@ static void ctl_events(ctl_ctx *x) {
                            r->ev.to, "reason", r->ev.reason));
     }
     ctl_reply(s, x->req, 0, NULL,
-              json_pack("{s:o,s:I}", "events", evs, "next", (json_int_t)s->events_seq));
+              json_pack("{s:o,s:I}", "events", evs, "next",
+                        (json_int_t)(hi >= lo ? hi : (after < s->events_seq ? after : s->events_seq))));
 }
 
 static void ctl_reset(ctl_ctx *x) {

@@ -45,8 +45,13 @@
 #define WCTL_CELL_MAX 96
 #define WCTL_SMALL_MAX 32 /* numbers and durations as text */
 #define WCTL_ERR_MAX 600
-#define WCTL_JSON_FLAGS (JSON_INDENT(2) | JSON_SORT_KEYS | JSON_REAL_PRECISION(15) | JSON_ENCODE_ANY)
-#define WCTL_JSONL_FLAGS (JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(15) | JSON_ENCODE_ANY)
+/* --json output: sorted keys so it is byte-stable whatever order warden sends;
+ * 15 digits so 0.1 prints as 0.1, not 0.10000000000000001. A worker's reply
+ * to `call` keeps the worker's own key order. */
+#define WCTL_JSON_BASE (JSON_REAL_PRECISION(15) | JSON_ENCODE_ANY)
+#define WCTL_JSON_CALL (WCTL_JSON_BASE | JSON_INDENT(2))
+#define WCTL_JSON_FLAGS (WCTL_JSON_CALL | JSON_SORT_KEYS)
+#define WCTL_JSONL_FLAGS (WCTL_JSON_BASE | JSON_COMPACT | JSON_SORT_KEYS) /* -f: one per line */
 
 enum { WCTL_OK = 0, WCTL_FAIL = 1, WCTL_USAGE = 2 };
 enum { OPT_JSON = 1u << 0, OPT_LINES = 1u << 1, OPT_FOLLOW = 1u << 2, OPT_REASON = 1u << 3 };
@@ -236,13 +241,12 @@ static void reply_error(const wctl *c, const wctl_reply *r) {
             r->error[0] != '\0' ? r->error : wd_strerror(r->status));
 }
 
-/* ctl_call for the common case: prints any failure. Returns an exit code;
- * on WCTL_OK *data holds the reply's data (caller decrefs). */
-static int ctl_do(wctl *c, const proto_ctl_request *req, json_t **data) {
+/* ctl_call that prints any failure and returns an exit code. On WCTL_OK r
+ * holds the reply (r->data owned by the caller); its status is 0 unless
+ * keep_error asked for error replies too. */
+static int ctl_send(wctl *c, const proto_ctl_request *req, wctl_reply *r, bool keep_error) {
     char err[WCTL_ERR_MAX];
-    wctl_reply r;
-    int rc = ctl_call(c, req, &r, err, sizeof err);
-    *data = NULL;
+    int rc = ctl_call(c, req, r, err, sizeof err);
     if (rc == WD_EUNAVAIL || rc == WD_ETIMEDOUT) {
         not_running(c, rc);
         return WCTL_FAIL;
@@ -251,13 +255,21 @@ static int ctl_do(wctl *c, const proto_ctl_request *req, json_t **data) {
         fprintf(stderr, "wardenctl: %s: %s\n", c->cmd->name, err);
         return WCTL_FAIL;
     }
-    if (r.status != 0) {
-        reply_error(c, &r);
-        json_decref(r.data);
+    if (r->status != 0 && !keep_error) {
+        reply_error(c, r);
+        json_decref(r->data);
+        r->data = NULL;
         return WCTL_FAIL;
     }
-    *data = r.data;
     return WCTL_OK;
+}
+
+/* The common case: only the data of a successful reply matters. */
+static int ctl_do(wctl *c, const proto_ctl_request *req, json_t **data) {
+    wctl_reply r;
+    int rc = ctl_send(c, req, &r, false);
+    *data = rc == WCTL_OK ? r.data : NULL;
+    return rc;
 }
 
 static int malformed(const wctl *c, const char *what) {
@@ -565,7 +577,6 @@ fail:
 
 static int cmd_call(wctl *c) {
     proto_ctl_request req;
-    char err[WCTL_ERR_MAX];
     wctl_reply r;
     int rc = check_name(c, "NAME", c->pos[0]);
     if (rc == 0 && check_text(c->pos[1], PROTO_ARG_VAL_MAX, false) != 0)
@@ -592,19 +603,12 @@ static int cmd_call(wctl *c) {
                              strcmp(key, "command") == 0 ? " (reserved for COMMAND)" : "");
         req_arg(&req, key, eq + 1);
     }
-    rc = ctl_call(c, &req, &r, err, sizeof err);
-    if (rc == WD_EUNAVAIL || rc == WD_ETIMEDOUT) {
-        not_running(c, rc);
-        return WCTL_FAIL;
-    }
-    if (rc != 0) {
-        fprintf(stderr, "wardenctl: call: %s\n", err);
-        return WCTL_FAIL;
-    }
+    if ((rc = ctl_send(c, &req, &r, true)) != WCTL_OK)
+        return rc;
     /* A worker may explain its refusal in data too: show it beside the error. */
     rc = WCTL_OK;
     if (r.status == 0 || !json_is_null(r.data))
-        rc = print_json(r.data, (WCTL_JSON_FLAGS) & ~(size_t)JSON_SORT_KEYS);
+        rc = print_json(r.data, WCTL_JSON_CALL);
     if (r.status != 0) {
         reply_error(c, &r);
         rc = WCTL_FAIL;
@@ -618,23 +622,12 @@ static int cmd_call(wctl *c) {
 static int cmd_ping(wctl *c) {
     proto_ctl_request req;
     json_t *data = NULL;
-    char up[WCTL_SMALL_MAX], pid[WCTL_SMALL_MAX], err[WCTL_ERR_MAX];
+    char up[WCTL_SMALL_MAX], pid[WCTL_SMALL_MAX];
     wctl_reply r;
     req_init(&req, "ping", NULL);
-    int rc = ctl_call(c, &req, &r, err, sizeof err);
-    if (rc == WD_EUNAVAIL || rc == WD_ETIMEDOUT) {
-        not_running(c, rc);
-        return WCTL_FAIL;
-    }
-    if (rc != 0) {
-        fprintf(stderr, "wardenctl: ping: %s\n", err);
-        return WCTL_FAIL;
-    }
-    if (r.status != 0) {
-        reply_error(c, &r);
-        json_decref(r.data);
-        return WCTL_FAIL;
-    }
+    int rc = ctl_send(c, &req, &r, false);
+    if (rc != WCTL_OK)
+        return rc;
     data = r.data;
     if (c->json) {
         if (!json_is_object(data)) {
@@ -757,7 +750,8 @@ static int cmd_stream(wctl *c) {
         const json_t *next = json_object_get(data, "next");
         if (!json_is_array(items) || (c->follow && !json_is_integer(next))) {
             json_decref(data);
-            return malformed(c, logs ? "no 'lines' array or 'next'" : "no 'events' array or 'next'");
+            return malformed(c, logs ? "no 'lines' array or no 'next'"
+                                     : "no 'events' array or no 'next'");
         }
         if (c->json && !c->follow) {
             rc = print_json(data, WCTL_JSON_FLAGS);
@@ -843,14 +837,16 @@ static void help(FILE *f, const wctl_cmd *cmd) {
                "Controls a running warden supervisor over its control socket.\n\n"
                "options:\n"
                "  -s, --socket SOCKET    control socket: a path or an ipc:// or tcp:// URL\n"
-               "                         (default: $" WCTL_SOCKET_ENV ", else " WCTL_DEFAULT_SOCKET ")\n"
+               "                         (default: $" WCTL_SOCKET_ENV ",\n"
+               "                         else " WCTL_DEFAULT_SOCKET ")\n"
                "  -t, --timeout MS       reply deadline (default %u ms; ping, version %u ms)\n"
                "  -j, --json             print the reply as JSON (see docs/WARDENCTL.md)\n"
                "  -h, --help             this help; `wardenctl COMMAND --help` for one command\n\n"
                "commands:\n", WCTL_TIMEOUT_MS, WCTL_PROBE_TIMEOUT_MS);
     for (size_t i = 0; i < NCOMMANDS; i++)
-        fprintf(f, "  %-44s %s\n", commands[i].usage, commands[i].help);
-    fprintf(f, "\nexit status: 0 done, 1 failure (warden not running, error reply), 2 usage error\n");
+        fprintf(f, "  %s\n      %s\n", commands[i].usage, commands[i].help);
+    fprintf(f, "\nexit status: 0 done, 1 failure (warden not running, error reply),\n"
+               "2 usage error\n");
 }
 
 typedef struct {
@@ -861,8 +857,9 @@ typedef struct {
 } wctl_opt;
 
 static const wctl_opt options[] = {
-    {'s', "socket", true, 0},   {'t', "timeout", true, 0},       {'h', "help", false, 0},
-    {'j', "json", false, OPT_JSON}, {'n', "lines", true, OPT_LINES}, {'f', "follow", false, OPT_FOLLOW},
+    {'s', "socket", true, 0},          {'t', "timeout", true, 0},
+    {'h', "help", false, 0},           {'j', "json", false, OPT_JSON},
+    {'n', "lines", true, OPT_LINES},   {'f', "follow", false, OPT_FOLLOW},
     {'r', "reason", true, OPT_REASON},
 };
 
@@ -877,13 +874,12 @@ static int apply_opt(wctl *c, const wctl_opt *o, const char *spelled, const char
         return 0;
     case 't':
         if (parse_u64(val, 1, WCTL_TIMEOUT_MAX_MS, &c->timeout_ms) != 0)
-            return usage_err(c, "bad number for %s: '%s' (expected 1..%u milliseconds)", spelled,
-                             val, WCTL_TIMEOUT_MAX_MS);
+            return usage_err(c, "bad number for -t: '%s' (expected 1..%u milliseconds)", val,
+                             WCTL_TIMEOUT_MAX_MS);
         return 0;
     case 'n':
         if (parse_u64(val, 1, WCTL_LINES_MAX, &c->lines) != 0)
-            return usage_err(c, "bad number for %s: '%s' (expected 1..%u)", spelled, val,
-                             WCTL_LINES_MAX);
+            return usage_err(c, "bad number for -n: '%s' (expected 1..%u)", val, WCTL_LINES_MAX);
         return 0;
     case 'h': c->help = true; return 0;
     case 'j': c->json = true; return 0;
