@@ -14,7 +14,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#define CTL_CALL_TIMEOUT_MS 5000
+/* Below wardenctl's default deadline (5 s), so a hung worker is reported as
+ * such rather than as a supervisor that does not answer. */
+#define CTL_CALL_TIMEOUT_MS 3000
 #define CTL_LOGS_DEFAULT 100
 #define CTL_EVENTS_DEFAULT 50
 

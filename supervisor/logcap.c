@@ -28,7 +28,7 @@ void sup_logring_free(sup_logring *r) {
 }
 
 void sup_logring_push(sup_logring *r, uint64_t real_ns, int pid, int stream, const char *text,
-                      size_t len) {
+                      size_t len, bool truncated) {
     size_t idx;
     if (r->count == r->cap) {
         idx = r->head; /* overwrite the oldest */
@@ -41,12 +41,14 @@ void sup_logring_push(sup_logring *r, uint64_t real_ns, int pid, int stream, con
         r->count++;
     }
     sup_logline *l = &r->lines[idx];
-    l->text = malloc(len + 1);
+    size_t mark = truncated ? sizeof SUP_LOG_TRUNC_MARK - 1 : 0;
+    l->text = malloc(len + mark + 1);
     if (l->text) {
         memcpy(l->text, text, len);
-        l->text[len] = '\0';
+        memcpy(l->text + len, SUP_LOG_TRUNC_MARK, mark);
+        l->text[len + mark] = '\0';
     }
-    l->len = l->text ? (uint32_t)len : 0;
+    l->len = l->text ? (uint32_t)(len + mark) : 0;
     l->seq = r->next_seq++;
     l->real_ns = real_ns;
     l->pid = pid;

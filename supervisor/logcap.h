@@ -32,8 +32,10 @@ typedef struct {
 
 int sup_logring_init(sup_logring *r, size_t cap);
 void sup_logring_free(sup_logring *r);
+/* Keeps a copy of text; a truncated line gets SUP_LOG_TRUNC_MARK appended so
+ * `wardenctl logs` shows the cut as warden's stdout does. */
 void sup_logring_push(sup_logring *r, uint64_t real_ns, int pid, int stream, const char *text,
-                      size_t len);
+                      size_t len, bool truncated);
 /* The i-th line from the oldest (0 <= i < count). */
 const sup_logline *sup_logring_at(const sup_logring *r, size_t i);
 

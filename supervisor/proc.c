@@ -122,7 +122,7 @@ static void proc_on_line(void *owner, int stream, int pid, const char *line, siz
     sup_proc *p = owner;
     sup_child *c = p->child;
     uint64_t now = wd_clock_real_ns();
-    sup_logring_push(&c->ring, now, pid, stream, line, len);
+    sup_logring_push(&c->ring, now, pid, stream, line, len, truncated);
     static char out[PROC_OUT_LINE_MAX];
     char ts[WD_TIME_STR_MAX];
     wd_clock_format(now, ts, sizeof ts);

@@ -77,13 +77,16 @@ static void ring_keeps_newest_and_counts(void **state) {
     assert_int_equal(sup_logring_init(&r, 3), 0);
     const char *lines[] = {"a", "bb", "ccc", "dddd", "eeeee"};
     for (int i = 0; i < 5; i++)
-        sup_logring_push(&r, (uint64_t)i, 42, 1, lines[i], strlen(lines[i]));
+        sup_logring_push(&r, (uint64_t)i, 42, 1, lines[i], strlen(lines[i]), false);
     assert_int_equal(r.count, 3);
     assert_string_equal(sup_logring_at(&r, 0)->text, "ccc");
     assert_int_equal(sup_logring_at(&r, 0)->seq, 3);
     assert_string_equal(sup_logring_at(&r, 2)->text, "eeeee");
     assert_int_equal(r.bytes, 3 + 4 + 5);
     assert_null(sup_logring_at(&r, 3));
+    sup_logring_push(&r, 9, 42, 2, "cut", 3, true);
+    assert_string_equal(sup_logring_at(&r, 2)->text, "cut" SUP_LOG_TRUNC_MARK);
+    assert_int_equal(sup_logring_at(&r, 2)->len, 3 + sizeof SUP_LOG_TRUNC_MARK - 1);
     sup_logring_free(&r);
 }
 

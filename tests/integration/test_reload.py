@@ -1,0 +1,109 @@
+"""Reload (wardenctl reload and SIGHUP): only what changed restarts, added
+programs start, removed ones stop; a bad config is refused and nothing moves."""
+import signal
+import time
+
+from wardenlib import MARGIN_S, STOP_TIMEOUT_MS, pid_alive, program, worker
+
+
+def initial():
+    return {"worker:keep": worker("--print", "keep"),
+            "worker:change": worker("--print", "before"),
+            "worker:gone": worker("--print", "gone"),
+            "program:sleeper": program("/bin/sleep 1000")}
+
+
+def changed():
+    return {"worker:keep": worker("--print", "keep"),
+            "worker:change": worker("--print", "after"),
+            "program:sleeper": program("/bin/sleep 1000"),
+            "worker:new": worker("--print", "new", depends_on="keep")}
+
+
+def check_after_reload(warden, before):
+    st = warden.wait_for(
+        lambda s: "gone" not in s and s.get("new", {}).get("state") == "RUNNING"
+        and s["change"]["state"] == "RUNNING" and s["change"]["ready"]
+        and s["change"]["pid"] != before["change"]["pid"],
+        STOP_TIMEOUT_MS / 1000 + MARGIN_S, "the reload to take effect")
+    assert st["keep"]["pid"] == before["keep"]["pid"] and st["keep"]["restarts"] == 0
+    assert st["sleeper"]["pid"] == before["sleeper"]["pid"]
+    assert not pid_alive(before["change"]["pid"])
+    assert not pid_alive(before["gone"]["pid"])
+    assert st["new"]["ready"] is True
+    # The changed worker runs the new command.
+    lines = [l["line"] for l in warden.logs("change") if l["stream"] == "stdout"]
+    assert lines[-1] == "after", lines
+    return st
+
+
+def test_wardenctl_reload(warden):
+    warden.start(initial())
+    before = warden.status()
+    warden.write_config(changed())
+    rep = warden.ctl("reload")
+    assert {k: sorted(v) for k, v in rep.items()} == {
+        "added": ["new"], "removed": ["gone"], "restarted": ["change"],
+        "unchanged": ["keep", "sleeper"]}, rep
+    check_after_reload(warden, before)
+    # Reloading the same file again changes nothing.
+    rep = warden.ctl("reload")
+    assert rep["added"] == [] and rep["removed"] == [] and rep["restarted"] == [], rep
+    r = warden.ctl("reload", json=False)
+    assert r.rc == 0 and "no changes" in r.out
+    warden.stop()
+
+
+def test_sighup_reload(warden):
+    warden.start(initial())
+    before = warden.status()
+    warden.write_config(changed())
+    warden.signal(signal.SIGHUP)
+    check_after_reload(warden, before)
+    evs = warden.events()
+    assert any(e["kind"] == "config" and "1 added, 1 removed, 1 restarted" in e["reason"]
+               for e in evs), [e for e in evs if e["kind"] == "config"]
+    warden.stop()
+
+
+def test_reload_bad_config_refused(warden):
+    warden.start(initial())
+    before = warden.status()
+    good = warden.config.read_text()
+    bad = good.replace("[worker:change]", "[worker:change]\nheartbeat_interval = fast")
+    bad_line = bad.splitlines().index("heartbeat_interval = fast") + 1
+    warden.write_raw_config(bad)
+    r = warden.ctl("reload", json=False)
+    assert r.rc == 1, r
+    assert "%s:%d:" % (warden.config, bad_line) in r.err and "heartbeat_interval" in r.err, r.err
+    # SIGHUP with the same bad file: refused too, logged.
+    warden.signal(signal.SIGHUP)
+    warden.wait_until(lambda: warden.stderr_text().count("reload refused") >= 1, MARGIN_S,
+                      "warden to log the refused SIGHUP reload")
+    time.sleep(0.5)
+    st = warden.status()
+    for n, w in before.items():
+        assert st[n]["pid"] == w["pid"] and st[n]["state"] == "RUNNING", (n, st[n])
+    assert warden.ctl("ping", json=False).rc == 0
+    # A fixed file reloads fine afterwards and the old settings were kept
+    # meanwhile (nothing restarted).
+    warden.write_raw_config(good)
+    rep = warden.ctl("reload")
+    assert rep["restarted"] == [] and rep["added"] == [] and rep["removed"] == [], rep
+    warden.stop()
+
+
+def test_reload_stopped_worker_stays_stopped_and_removed_program_goes(warden):
+    warden.start({"worker:a": worker(), "worker:b": worker(),
+                  "program:p": program("/bin/sleep 1000")})
+    warden.ctl("stop", "a")
+    warden.wait_state("a", "STOPPED", STOP_TIMEOUT_MS / 1000 + MARGIN_S)
+    p_pid = warden.status("p")["pid"]
+    warden.write_config({"worker:a": worker(), "worker:b": worker()})
+    rep = warden.ctl("reload")
+    assert rep["removed"] == ["p"], rep
+    warden.wait_for(lambda s: "p" not in s, STOP_TIMEOUT_MS / 1000 + MARGIN_S, "p removed")
+    assert not pid_alive(p_pid)
+    # An unchanged, operator-stopped worker is not started by a reload.
+    assert warden.status("a")["state"] == "STOPPED"
+    warden.stop()
