@@ -11,16 +11,6 @@ const char *brk_state_name(brk_state s) {
     return (unsigned)s <= BRK_DISABLED ? state_names[s] : "unknown";
 }
 
-/* xorshift64*: the jitter needs spread, not cryptographic strength. */
-static uint64_t brk_rand(brk_breaker *b) {
-    uint64_t x = b->rng;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    b->rng = x;
-    return x * 0x2545F4914F6CDD1DULL;
-}
-
 void brk_init(brk_breaker *b, const char *name, const brk_config *cfg, uint64_t seed) {
     memset(b, 0, sizeof *b);
     snprintf(b->name, sizeof b->name, "%s", name);
@@ -33,7 +23,7 @@ void brk_init(brk_breaker *b, const char *name, const brk_config *cfg, uint64_t 
         b->cfg.growth = 1.0;
     if (b->cfg.open_max_ns < b->cfg.open_ns)
         b->cfg.open_max_ns = b->cfg.open_ns;
-    b->rng = seed ? seed : 0x9E3779B97F4A7C15ULL;
+    wd_rng_seed(&b->rng, seed);
     b->state = BRK_CLOSED;
 }
 
@@ -63,7 +53,7 @@ static uint64_t brk_cooldown(brk_breaker *b) {
     if (d > (double)b->cfg.open_max_ns)
         d = (double)b->cfg.open_max_ns;
     if (b->cfg.jitter > 0) {
-        double u = (double)(brk_rand(b) >> 11) / (double)(1ULL << 53); /* [0,1) */
+        double u = (double)(wd_rng_next(&b->rng) >> 11) / (double)(1ULL << 53); /* [0,1) */
         d *= 1.0 + b->cfg.jitter * (2.0 * u - 1.0);
     }
     return d < 0 ? 0 : (uint64_t)d;

@@ -11,6 +11,7 @@
 #ifndef WD_BREAKER_H
 #define WD_BREAKER_H
 
+#include "backoff.h"
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -57,7 +58,7 @@ struct brk_breaker {
     uint64_t open_until_ns;
     uint32_t half_open_inflight;
     uint64_t total_successes, total_failures, total_rejected, total_opens;
-    uint64_t rng;
+    wd_rng rng; /* jitter of the cooldown */
     brk_transition history[BRK_HISTORY]; /* ring, newest at history_len-1 mod */
     uint32_t history_len;
     brk_transition_cb on_transition;
