@@ -5,7 +5,14 @@
  * (NNG_OPT_IPC_PERMISSIONS) and a stale socket file is replaced.
  *
  * Close is asynchronous as in libuv: *_close() stops callbacks at once and
- * frees the object once its handles' close callbacks have run. */
+ * frees the object once its handles' close callbacks have run. It may be
+ * called from the object's own callbacks.
+ *
+ * Listener watchdog (ipc:// only): nng 1.5.2 can lose a listener for good when
+ * a peer disconnects during the SP handshake (nng issue #1518). Every
+ * listener dials itself twice a second and is re-created when its own
+ * probe connects but never reaches the socket; peers then see their
+ * connection drop and redial. Its timer is unref'd. */
 #ifndef WD_BUS_H
 #define WD_BUS_H
 
@@ -21,12 +28,15 @@ typedef struct bus_rep bus_rep;
 typedef struct bus_rep_request bus_rep_request; /* one pending request */
 
 /* A request arrived. The callee must call bus_rep_reply(req, ...) exactly once,
- * now or later (the request stays valid until then, or until bus_rep_close). */
+ * now or later (the request stays valid until then, or until bus_rep_close).
+ * buf stays valid until the reply. */
 typedef void (*bus_rep_cb)(void *arg, bus_rep_request *req, const void *buf, size_t len,
                            uint64_t peer_uid, uint64_t peer_pid);
 
 int bus_rep_open(uv_loop_t *loop, const char *url, int mode, bus_rep_cb cb, void *arg,
                  bus_rep **out, char *err, size_t errlen);
+/* Consumes the request even on error (WD_ETOOBIG over PROTO_MSG_MAX, WD_ENOMEM:
+ * the requester then gets no reply); WD_ECLOSED after bus_rep_close. */
 int bus_rep_reply(bus_rep_request *req, const void *buf, size_t len);
 void bus_rep_close(bus_rep *rep);
 
@@ -46,9 +56,16 @@ void bus_in_close(bus_in *in);
 typedef struct bus_out bus_out;
 int bus_pub_listen(const char *url, int mode, bus_out **out, char *err, size_t errlen);
 int bus_push_dial(const char *url, bus_out **out, char *err, size_t errlen);
-/* Returns 0, or WD_EBUSY when dropped. */
+/* Returns 0, or WD_EBUSY when dropped (WD_ETOOBIG over PROTO_MSG_MAX; counted
+ * too). A PUB listener's watchdog (see below) runs from here. */
 int bus_out_send(bus_out *o, const void *buf, size_t len);
 uint64_t bus_out_dropped(const bus_out *o);
+/* Connections established so far (PUSH: completed dials; PUB: subscribers,
+ * the listener watchdog's probes included).
+ * A message sent just before a connection broke may be lost with it; a
+ * sender that must get one message through (READY) sends it again when this
+ * grows. */
+uint64_t bus_out_connects(const bus_out *o);
 void bus_out_close(bus_out *o); /* synchronous: no loop handles */
 
 /* ---- REQ client, asynchronous (supervisor -> worker-NAME.sock) ---- */
@@ -58,7 +75,10 @@ typedef void (*bus_reply_cb)(void *arg, int status, const void *buf, size_t len)
 
 int bus_req_dial(uv_loop_t *loop, const char *url, bus_req **out, char *err, size_t errlen);
 /* Sends one request; cb runs exactly once on the loop thread, unless this call
- * returns an error. Several requests may be outstanding. */
+ * returns an error. Several requests may be outstanding. timeout_ms 0 = none.
+ * A timeout while no connection was ever up is WD_EUNAVAIL; a connection
+ * lost while waiting is WD_EUNAVAIL too (requests are never resent, since a
+ * command may not be idempotent). */
 int bus_req_send(bus_req *r, const void *buf, size_t len, uint64_t timeout_ms, bus_reply_cb cb,
                  void *arg);
 /* Outstanding requests' callbacks run with WD_ECLOSED before it returns. */

@@ -1,0 +1,91 @@
+/* Internal to the bus_*.c files: helpers shared by the socket kinds. */
+#ifndef WD_BUS_INT_H
+#define WD_BUS_INT_H
+
+#include "bus.h"
+#include <nng/nng.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#define BUS_IPC_PREFIX "ipc://"
+#define BUS_IPC_PATH_MAX 107 /* sun_path is 108 bytes including the NUL */
+#define BUS_RECONN_MIN_MS 100
+#define BUS_RECONN_MAX_MS 1000
+/* Messages a PUSH/PUB socket queues while no peer is connected, so a READY
+ * sent before the supervisor's socket is reachable still arrives. */
+#define BUS_OUT_SENDBUF 128
+/* Messages drained per readable event, so one busy socket cannot starve the
+ * loop; the notification fd stays readable while more are queued. */
+#define BUS_IN_BATCH_MAX 256
+#define BUS_URL_MAX 1024
+
+/* SP protocol numbers, sent in the handshake of the stale-socket check. */
+#define BUS_PROTO_PUB 0x20
+#define BUS_PROTO_SUB 0x21
+#define BUS_PROTO_REQ 0x30
+#define BUS_PROTO_REP 0x31
+#define BUS_PROTO_PUSH 0x50
+#define BUS_PROTO_PULL 0x51
+
+/* Listener watchdog. nng 1.5.2 (nng issue #1518, fixed later upstream): a
+ * peer that disconnects during the SP handshake (a process killed right
+ * after connecting, a raw connect()) can leave an ipc listener accepting
+ * connections that never reach the socket, for good. Each listener therefore
+ * dials itself now and then; when its own probe connects but never shows up
+ * on the listening socket, the listener is closed and created again. */
+/* A lost heartbeat listener must come back well within a heartbeat timeout
+ * (1 s in the integration tests): worst case about interval + grace + tick. */
+#define BUS_LSN_TICK_MS 100     /* how often owners call bus_lsn_check */
+#define BUS_LSN_INTERVAL_MS 500 /* between probes */
+#define BUS_LSN_GRACE_MS 300    /* probe connected, listener silent: broken */
+#define BUS_LSN_PROBE_MAX_MS 5000
+#define BUS_STALE_PROBE_MS 500   /* handshake wait when probing a socket file */
+
+typedef int (*bus_open_fn)(nng_socket *);
+
+typedef struct {
+    nng_socket sock;   /* the listening socket (owned by the caller) */
+    nng_listener l;
+    bool have_l;
+    bool watch; /* ipc:// only */
+    char url[BUS_URL_MAX];
+    int mode;
+    uint16_t peer_proto;  /* what a peer announces in the handshake */
+    bus_open_fn peer_open; /* opens a socket of the peer protocol (probe) */
+    atomic_uint added;     /* pipes added on sock (nng threads) */
+    bool probing;
+    nng_socket probe;
+    atomic_ullong probe_up_ms; /* monotonic ms the probe's pipe came up; 0 = not yet */
+    unsigned added_before;
+    uint64_t probe_start_ms, next_probe_ms;
+    uint64_t restarts;
+} bus_lsn;
+
+/* Starts listening on url (ipc: file mode applied before any peer can
+ * connect; a stale socket file nobody answers on is removed, a live one is
+ * WD_EEXIST). z must stay valid until nng_close(s) has returned. */
+int bus_lsn_open(bus_lsn *z, nng_socket s, const char *url, int mode, uint16_t peer_proto,
+                 bus_open_fn peer_open, char *err, size_t errlen);
+/* Runs the watchdog; non-blocking, call every BUS_LSN_TICK_MS or so. */
+void bus_lsn_check(bus_lsn *z);
+/* Ends a probe in flight. The listener itself closes with the socket. */
+void bus_lsn_close(bus_lsn *z);
+
+
+void bus_seterr(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Maps an nng error to a wd_errno. */
+int bus_map_nng(int rv);
+/* Options every socket gets (NNG_OPT_RECVMAXSZ). */
+int bus_sock_setup(nng_socket s, const char *url, char *err, size_t errlen);
+/* Dials in the background: the call succeeds even if nothing listens yet,
+ * and nng redials on its own with a bounded backoff. */
+int bus_dial_async(nng_socket s, const char *url, char *err, size_t errlen);
+/* The peer's uid or pid (NNG_OPT_IPC_PEER_UID / _PID) of the pipe a message
+ * came on, or BUS_PEER_UNKNOWN. */
+uint64_t bus_msg_peer(nng_msg *m, const char *opt);
+/* Clamps a millisecond timeout to nng_duration; 0 means none. */
+nng_duration bus_duration(uint64_t ms);
+
+#endif

@@ -1,0 +1,216 @@
+/* bus listeners: creation with the ipc file mode and stale-file handling,
+ * and the watchdog that works around nng 1.5.2 losing a listener when a peer
+ * disconnects during the SP handshake (see bus_int.h). */
+#include "bus_int.h"
+#include "clock.h"
+#include "log.h"
+#include "wd_error.h"
+#include <errno.h>
+#include <nng/transport/ipc/ipc.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#define SP_HEADER_LEN 8
+
+/* Removes the socket file at path when nothing answers on it (left by a
+ * process that died). A live listener is WD_EEXIST. A bare connect and close
+ * would itself trigger the nng bug in a live nng listener, so the probe does
+ * the SP handshake: our header is sent before we close, and the peer's
+ * negotiation completes normally. Returns 0 when the path is free. */
+static int lsn_remove_stale(const bus_lsn *z, const char *path, char *err, size_t errlen) {
+    struct stat st;
+    if (lstat(path, &st) != 0 || !S_ISSOCK(st.st_mode))
+        return 0; /* absent, or not a socket: nng reports what is wrong */
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    memcpy(sa.sun_path, path, strlen(path) + 1);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        bus_seterr(err, errlen, "%s: socket: %s", z->url, strerror(errno));
+        return WD_ESYS;
+    }
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+        int saved = errno;
+        close(fd);
+        if (saved == ECONNREFUSED && unlink(path) != 0 && errno != ENOENT) {
+            bus_seterr(err, errlen, "%s: cannot remove stale socket: %s", z->url,
+                       strerror(errno));
+            return WD_ESYS;
+        }
+        return 0;
+    }
+    const unsigned char hdr[SP_HEADER_LEN] = {
+        0, 'S', 'P', 0, (unsigned char)(z->peer_proto >> 8), (unsigned char)(z->peer_proto & 0xff),
+        0, 0};
+    unsigned char reply[SP_HEADER_LEN];
+    size_t got = 0;
+    if (send(fd, hdr, sizeof hdr, MSG_NOSIGNAL) == (ssize_t)sizeof hdr) {
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        uint64_t deadline = wd_clock_mono_ms() + BUS_STALE_PROBE_MS;
+        while (got < sizeof reply) {
+            uint64_t now = wd_clock_mono_ms();
+            if (now >= deadline || poll(&pfd, 1, (int)(deadline - now)) <= 0)
+                break;
+            ssize_t n = recv(fd, reply + got, sizeof reply - got, 0);
+            if (n <= 0)
+                break;
+            got += (size_t)n;
+        }
+    }
+    close(fd);
+    bus_seterr(err, errlen, "%s: already in use by a running process%s", z->url,
+               got == sizeof reply ? "" : " (not answering)");
+    return WD_EEXIST;
+}
+
+static int lsn_listen(bus_lsn *z, char *err, size_t errlen) {
+    bool ipc = strncmp(z->url, BUS_IPC_PREFIX, strlen(BUS_IPC_PREFIX)) == 0;
+    int rc, rv;
+    if (ipc) {
+        const char *path = z->url + strlen(BUS_IPC_PREFIX);
+        if (path[0] == '\0' || strlen(path) > BUS_IPC_PATH_MAX) {
+            bus_seterr(err, errlen, "%s: socket path empty or longer than %d bytes", z->url,
+                       BUS_IPC_PATH_MAX);
+            return WD_EINVAL;
+        }
+        if ((rc = lsn_remove_stale(z, path, err, errlen)) != 0)
+            return rc;
+    }
+    if ((rv = nng_listener_create(&z->l, z->sock, z->url)) != 0) {
+        bus_seterr(err, errlen, "%s: %s", z->url, nng_strerror(rv));
+        return bus_map_nng(rv);
+    }
+    /* nng applies the mode between bind() and listen(), so no peer can
+     * connect while the file still has the umask's permissions. */
+    if (ipc && z->mode > 0 &&
+        (rv = nng_listener_set_int(z->l, NNG_OPT_IPC_PERMISSIONS, z->mode)) != 0) {
+        bus_seterr(err, errlen, "%s: set permissions %o: %s", z->url, (unsigned)z->mode,
+                   nng_strerror(rv));
+        nng_listener_close(z->l);
+        return bus_map_nng(rv);
+    }
+    if ((rv = nng_listener_start(z->l, 0)) != 0) {
+        bus_seterr(err, errlen, "%s: listen: %s", z->url, nng_strerror(rv));
+        nng_listener_close(z->l);
+        return bus_map_nng(rv);
+    }
+    z->have_l = true;
+    return 0;
+}
+
+/* nng threads: count only. */
+static void lsn_added_cb(nng_pipe p, nng_pipe_ev ev, void *arg) {
+    bus_lsn *z = arg;
+    (void)p;
+    (void)ev;
+    atomic_fetch_add(&z->added, 1);
+}
+
+static void lsn_probe_up_cb(nng_pipe p, nng_pipe_ev ev, void *arg) {
+    bus_lsn *z = arg;
+    (void)p;
+    (void)ev;
+    atomic_store(&z->probe_up_ms, wd_clock_mono_ms());
+}
+
+int bus_lsn_open(bus_lsn *z, nng_socket s, const char *url, int mode, uint16_t peer_proto,
+                 bus_open_fn peer_open, char *err, size_t errlen) {
+    int rv;
+    memset(z, 0, sizeof *z);
+    /* Only ipc:// is watched: a tcp:// listen address (a wildcard) may not
+     * be dialable by the process itself. */
+    z->watch = strncmp(url, BUS_IPC_PREFIX, strlen(BUS_IPC_PREFIX)) == 0;
+    if (strlen(url) >= sizeof z->url) {
+        bus_seterr(err, errlen, "url longer than %d bytes", BUS_URL_MAX - 1);
+        return WD_EINVAL;
+    }
+    memcpy(z->url, url, strlen(url) + 1);
+    z->sock = s;
+    z->mode = mode;
+    z->peer_proto = peer_proto;
+    z->peer_open = peer_open;
+    atomic_init(&z->added, 0);
+    atomic_init(&z->probe_up_ms, 0);
+    if ((rv = nng_pipe_notify(s, NNG_PIPE_EV_ADD_POST, lsn_added_cb, z)) != 0) {
+        bus_seterr(err, errlen, "%s: pipe notify: %s", url, nng_strerror(rv));
+        return bus_map_nng(rv);
+    }
+    z->next_probe_ms = wd_clock_mono_ms() + BUS_LSN_INTERVAL_MS;
+    return lsn_listen(z, err, errlen);
+}
+
+static void lsn_probe_end(bus_lsn *z) {
+    if (!z->probing)
+        return;
+    nng_close(z->probe); /* returns once its pipe callbacks are done */
+    z->probing = false;
+    z->next_probe_ms = wd_clock_mono_ms() + BUS_LSN_INTERVAL_MS;
+}
+
+static void lsn_probe_start(bus_lsn *z) {
+    int rv;
+    if (z->peer_open(&z->probe) != 0)
+        return;
+    atomic_store(&z->probe_up_ms, 0);
+    z->added_before = atomic_load(&z->added);
+    z->probe_start_ms = wd_clock_mono_ms();
+    z->probing = true;
+    if ((rv = nng_pipe_notify(z->probe, NNG_PIPE_EV_ADD_POST, lsn_probe_up_cb, z)) != 0 ||
+        (rv = nng_dial(z->probe, z->url, NULL, NNG_FLAG_NONBLOCK)) != 0) {
+        wd_debug("bus: %s: listener probe: %s", z->url, nng_strerror(rv));
+        lsn_probe_end(z);
+    }
+}
+
+static void lsn_restart(bus_lsn *z, const char *why) {
+    char err[BUS_URL_MAX + 128] = "";
+    wd_warn("bus: %s: %s; restarting the listener", z->url, why);
+    if (z->have_l)
+        nng_listener_close(z->l); /* also closes its pipes: their peers redial */
+    z->have_l = false;
+    z->restarts++;
+    int rc = lsn_listen(z, err, sizeof err);
+    if (rc != 0)
+        wd_error("bus: restarting listener failed: %s (%s)", err, wd_strerror(rc));
+}
+
+void bus_lsn_check(bus_lsn *z) {
+    if (!z->watch)
+        return;
+    uint64_t now = wd_clock_mono_ms();
+    if (!z->have_l) {
+        if (now >= z->next_probe_ms) {
+            lsn_restart(z, "no listener");
+            z->next_probe_ms = now + BUS_LSN_INTERVAL_MS;
+        }
+        return;
+    }
+    if (!z->probing) {
+        if (now >= z->next_probe_ms)
+            lsn_probe_start(z);
+        return;
+    }
+    uint64_t up = atomic_load(&z->probe_up_ms);
+    if (up == 0) {
+        if (now - z->probe_start_ms < BUS_LSN_PROBE_MAX_MS)
+            return;
+        lsn_probe_end(z);
+        lsn_restart(z, "own probe cannot connect");
+        return;
+    }
+    if (atomic_load(&z->added) != z->added_before) {
+        lsn_probe_end(z); /* healthy; the probe's handshake is complete */
+        return;
+    }
+    if (now < up + BUS_LSN_GRACE_MS)
+        return;
+    /* The probe finished its handshake, so closing it is safe. */
+    lsn_probe_end(z);
+    lsn_restart(z, "connections no longer reach the socket (nng 1.5.2 listener bug)");
+}
+
+void bus_lsn_close(bus_lsn *z) { lsn_probe_end(z); }
