@@ -11,8 +11,11 @@
 #include <nng/protocol/pubsub0/sub.h>
 #include <nng/protocol/reqrep0/req.h>
 #include <nng/transport/ipc/ipc.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -98,6 +101,104 @@ uint64_t bus_msg_peer(nng_msg *m, const char *opt) {
     if (nng_pipe_id(p) <= 0 || nng_pipe_get_uint64(p, opt, &v) != 0)
         return BUS_PEER_UNKNOWN;
     return v;
+}
+
+/* ---- the closer thread ---- */
+
+typedef struct bus_close_job bus_close_job;
+struct bus_close_job {
+    nng_socket sock;
+    bus_close_fn before, after;
+    void *arg;
+    bus_close_job *next;
+};
+
+static struct {
+    pthread_once_t once;
+    pthread_mutex_t mtx;
+    pthread_cond_t cv;
+    bus_close_job *head, *tail;
+    bool running; /* the thread exists */
+    bool busy;    /* a job is being run */
+} closer = {.once = PTHREAD_ONCE_INIT,
+            .mtx = PTHREAD_MUTEX_INITIALIZER,
+            .cv = PTHREAD_COND_INITIALIZER};
+
+static void *closer_main(void *unused) {
+    (void)unused;
+    pthread_mutex_lock(&closer.mtx);
+    for (;;) {
+        while (closer.head == NULL)
+            pthread_cond_wait(&closer.cv, &closer.mtx);
+        bus_close_job *j = closer.head;
+        closer.head = j->next;
+        if (closer.head == NULL)
+            closer.tail = NULL;
+        closer.busy = true;
+        pthread_mutex_unlock(&closer.mtx);
+        if (j->before != NULL)
+            j->before(j->arg);
+        nng_close(j->sock);
+        if (j->after != NULL)
+            j->after(j->arg);
+        free(j);
+        pthread_mutex_lock(&closer.mtx);
+        closer.busy = false;
+    }
+    return NULL;
+}
+
+static void closer_start(void) {
+    pthread_t t;
+    pthread_attr_t attr;
+    sigset_t all, old;
+    /* Signals stay with the threads that handle them (libuv's). */
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    closer.running = pthread_create(&t, &attr, closer_main, NULL) == 0;
+    pthread_attr_destroy(&attr);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (!closer.running)
+        wd_warn("bus: no closer thread; sockets are closed inline");
+}
+
+void bus_close_later(nng_socket s, bus_close_fn before, bus_close_fn after, void *arg) {
+    pthread_once(&closer.once, closer_start);
+    bus_close_job *j = closer.running ? malloc(sizeof *j) : NULL;
+    if (j == NULL) {
+        if (before != NULL)
+            before(arg);
+        nng_close(s);
+        if (after != NULL)
+            after(arg);
+        return;
+    }
+    *j = (bus_close_job){.sock = s, .before = before, .after = after, .arg = arg};
+    pthread_mutex_lock(&closer.mtx);
+    if (closer.tail != NULL)
+        closer.tail->next = j;
+    else
+        closer.head = j;
+    closer.tail = j;
+    pthread_cond_signal(&closer.cv);
+    pthread_mutex_unlock(&closer.mtx);
+}
+
+int bus_close_drain(uint64_t timeout_ms) {
+    const struct timespec nap = {.tv_sec = 0, .tv_nsec = (long)BUS_DRAIN_POLL_MS * 1000000L};
+    uint64_t deadline = wd_clock_mono_ms() + timeout_ms;
+    for (;;) {
+        pthread_mutex_lock(&closer.mtx);
+        bool idle = closer.head == NULL && !closer.busy;
+        pthread_mutex_unlock(&closer.mtx);
+        if (idle)
+            return 0;
+        if (wd_clock_mono_ms() >= deadline)
+            return WD_ETIMEDOUT;
+        nanosleep(&nap, NULL);
+    }
 }
 
 /* ---- PUB listener and PUSH dialer ---- */
@@ -197,10 +298,11 @@ uint64_t bus_out_connects(const bus_out *o) {
 void bus_out_close(bus_out *o) {
     if (o == NULL)
         return;
-    nng_close(o->sock);
     if (o->listening)
         bus_lsn_close(&o->lsn);
-    free(o);
+    /* o (which the pipe callbacks count into) lives until the socket is
+     * closed. */
+    bus_close_later(o->sock, NULL, free, o);
 }
 
 /* ---- blocking request/reply ---- */

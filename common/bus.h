@@ -66,7 +66,7 @@ uint64_t bus_out_dropped(const bus_out *o);
  * sender that must get one message through (READY) sends it again when this
  * grows. */
 uint64_t bus_out_connects(const bus_out *o);
-void bus_out_close(bus_out *o); /* synchronous: no loop handles */
+void bus_out_close(bus_out *o); /* no loop handles */
 
 /* ---- REQ client, asynchronous (supervisor -> worker-NAME.sock) ---- */
 typedef struct bus_req bus_req;
@@ -83,6 +83,13 @@ int bus_req_send(bus_req *r, const void *buf, size_t len, uint64_t timeout_ms, b
                  void *arg);
 /* Outstanding requests' callbacks run with WD_ECLOSED before it returns. */
 void bus_req_close(bus_req *r);
+
+/* Sockets are closed on a background thread, one after the other (nng_close
+ * can hang in nng 1.5.2; the loop must not). A listener's address is free
+ * once its socket is closed. This waits (up to timeout_ms) until every
+ * socket given to *_close() so far is closed: before listening again on the
+ * same address, before exit, before nng_fini(). 0 or WD_ETIMEDOUT. */
+int bus_close_drain(uint64_t timeout_ms);
 
 /* ---- blocking helpers for command-line tools (no loop) ---- */
 /* One request/reply. On success *reply is malloc'ed (caller frees). Returns

@@ -8,6 +8,7 @@
 #include <nng/protocol/pipeline0/push.h>
 #include <nng/protocol/pubsub0/sub.h>
 #include <nng/transport/ipc/ipc.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 
@@ -15,7 +16,8 @@ struct bus_in {
     uv_poll_t poll;
     uv_timer_t watchdog; /* listeners only: drives bus_lsn_check */
     bool listening;
-    int open_handles; /* freed when the last close callback ran */
+    int open_handles;  /* uv handles initialised */
+    atomic_int refs;   /* at close: handles to be closed + the socket close */
     bus_lsn lsn;
     nng_socket sock;
     bus_msg_cb cb;
@@ -126,22 +128,26 @@ int bus_sub_dial(uv_loop_t *loop, const char *url, bus_msg_cb cb, void *arg, bus
     return in_open(loop, true, url, 0, cb, arg, out, err, errlen);
 }
 
-static void in_on_close(uv_handle_t *h) {
-    bus_in *in = h->data;
-    if (--in->open_handles == 0)
+/* Loop thread (close callbacks) and closer thread (socket closed). */
+static void in_release(void *arg) {
+    bus_in *in = arg;
+    if (atomic_fetch_sub(&in->refs, 1) == 1)
         free(in);
 }
+
+static void in_on_close(uv_handle_t *h) { in_release(h->data); }
 
 void bus_in_close(bus_in *in) {
     if (in == NULL || in->closing)
         return;
     in->closing = true;
+    atomic_init(&in->refs, in->open_handles + 1);
     /* uv_close removes the fd from the backend at once, so nng may close
-     * its notification fd right after. */
+     * its notification fd any time after. */
     uv_close((uv_handle_t *)&in->poll, in_on_close);
-    if (in->listening)
+    if (in->listening) {
         uv_close((uv_handle_t *)&in->watchdog, in_on_close);
-    nng_close(in->sock);
-    if (in->listening)
         bus_lsn_close(&in->lsn);
+    }
+    bus_close_later(in->sock, NULL, in_release, in);
 }

@@ -19,6 +19,7 @@
  * loop; the notification fd stays readable while more are queued. */
 #define BUS_IN_BATCH_MAX 256
 #define BUS_URL_MAX 1024
+#define BUS_DRAIN_POLL_MS 2 /* bus_close_drain's polling period */
 
 /* SP protocol numbers, sent in the handshake of the stale-socket check. */
 #define BUS_PROTO_PUB 0x20
@@ -44,6 +45,19 @@
 
 typedef int (*bus_open_fn)(nng_socket *);
 
+/* On the bus's closer thread: before(arg), nng_close(s), after(arg) (either
+ * hook may be NULL). nng_close can hang for good in nng 1.5.2 (nng issues
+ * #1543/#1813, fixed upstream in 1.8): the loop thread must never be the one
+ * stuck. The closer is one lazily started thread; without it, inline. */
+typedef void (*bus_close_fn)(void *arg);
+void bus_close_later(nng_socket s, bus_close_fn before, bus_close_fn after, void *arg);
+
+/* The listener watchdog's probe: its own allocation, so that a probe socket
+ * closed in the background never points into a freed bus object. */
+typedef struct {
+    atomic_ullong up_ms; /* monotonic ms its pipe came up; 0 = not yet */
+} bus_probe;
+
 typedef struct {
     nng_socket sock;   /* the listening socket (owned by the caller) */
     nng_listener l;
@@ -56,7 +70,7 @@ typedef struct {
     atomic_uint added;     /* pipes added on sock (nng threads) */
     bool probing;
     nng_socket probe;
-    atomic_ullong probe_up_ms; /* monotonic ms the probe's pipe came up; 0 = not yet */
+    bus_probe *pr;
     unsigned added_before;
     uint64_t probe_start_ms, next_probe_ms;
     uint64_t restarts;
@@ -69,7 +83,7 @@ int bus_lsn_open(bus_lsn *z, nng_socket s, const char *url, int mode, uint16_t p
                  bus_open_fn peer_open, char *err, size_t errlen);
 /* Runs the watchdog; non-blocking, call every BUS_LSN_TICK_MS or so. */
 void bus_lsn_check(bus_lsn *z);
-/* Ends a probe in flight. The listener itself closes with the socket. */
+/* Ends a probe in flight; the listener closes with the owner's socket. */
 void bus_lsn_close(bus_lsn *z);
 
 

@@ -9,6 +9,7 @@
 #include <nng/transport/ipc/ipc.h>
 #include <poll.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -111,10 +112,10 @@ static void lsn_added_cb(nng_pipe p, nng_pipe_ev ev, void *arg) {
 }
 
 static void lsn_probe_up_cb(nng_pipe p, nng_pipe_ev ev, void *arg) {
-    bus_lsn *z = arg;
+    bus_probe *pr = arg;
     (void)p;
     (void)ev;
-    atomic_store(&z->probe_up_ms, wd_clock_mono_ms());
+    atomic_store(&pr->up_ms, wd_clock_mono_ms());
 }
 
 int bus_lsn_open(bus_lsn *z, nng_socket s, const char *url, int mode, uint16_t peer_proto,
@@ -134,7 +135,6 @@ int bus_lsn_open(bus_lsn *z, nng_socket s, const char *url, int mode, uint16_t p
     z->peer_proto = peer_proto;
     z->peer_open = peer_open;
     atomic_init(&z->added, 0);
-    atomic_init(&z->probe_up_ms, 0);
     if ((rv = nng_pipe_notify(s, NNG_PIPE_EV_ADD_POST, lsn_added_cb, z)) != 0) {
         bus_seterr(err, errlen, "%s: pipe notify: %s", url, nng_strerror(rv));
         return bus_map_nng(rv);
@@ -146,20 +146,29 @@ int bus_lsn_open(bus_lsn *z, nng_socket s, const char *url, int mode, uint16_t p
 static void lsn_probe_end(bus_lsn *z) {
     if (!z->probing)
         return;
-    nng_close(z->probe); /* returns once its pipe callbacks are done */
+    /* The probe context is freed once the socket is closed (its pipe
+     * callback can no longer run). */
+    bus_close_later(z->probe, NULL, free, z->pr);
+    z->pr = NULL;
     z->probing = false;
     z->next_probe_ms = wd_clock_mono_ms() + BUS_LSN_INTERVAL_MS;
 }
 
 static void lsn_probe_start(bus_lsn *z) {
     int rv;
-    if (z->peer_open(&z->probe) != 0)
+    bus_probe *pr = malloc(sizeof *pr);
+    if (pr == NULL)
         return;
-    atomic_store(&z->probe_up_ms, 0);
+    if (z->peer_open(&z->probe) != 0) {
+        free(pr);
+        return;
+    }
+    atomic_init(&pr->up_ms, 0);
+    z->pr = pr;
     z->added_before = atomic_load(&z->added);
     z->probe_start_ms = wd_clock_mono_ms();
     z->probing = true;
-    if ((rv = nng_pipe_notify(z->probe, NNG_PIPE_EV_ADD_POST, lsn_probe_up_cb, z)) != 0 ||
+    if ((rv = nng_pipe_notify(z->probe, NNG_PIPE_EV_ADD_POST, lsn_probe_up_cb, pr)) != 0 ||
         (rv = nng_dial(z->probe, z->url, NULL, NNG_FLAG_NONBLOCK)) != 0) {
         wd_debug("bus: %s: listener probe: %s", z->url, nng_strerror(rv));
         lsn_probe_end(z);
@@ -194,7 +203,7 @@ void bus_lsn_check(bus_lsn *z) {
             lsn_probe_start(z);
         return;
     }
-    uint64_t up = atomic_load(&z->probe_up_ms);
+    uint64_t up = atomic_load(&z->pr->up_ms);
     if (up == 0) {
         if (now - z->probe_start_ms < BUS_LSN_PROBE_MAX_MS)
             return;
@@ -213,4 +222,8 @@ void bus_lsn_check(bus_lsn *z) {
     lsn_restart(z, "connections no longer reach the socket (nng 1.5.2 listener bug)");
 }
 
-void bus_lsn_close(bus_lsn *z) { lsn_probe_end(z); }
+void bus_lsn_close(bus_lsn *z) {
+    /* The listener closes with its socket, on the closer thread: closing it
+     * here, concurrently with that, has hung nng_close in nng 1.5.2. */
+    lsn_probe_end(z);
+}

@@ -13,6 +13,7 @@
 #include <nng/protocol/reqrep0/req.h>
 #include <nng/transport/ipc/ipc.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 
@@ -36,10 +37,11 @@ struct bus_rep {
     uv_loop_t *loop;
     uv_async_t async;
     uv_timer_t watchdog; /* drives bus_lsn_check */
-    int open_handles;    /* freed when the last close callback ran */
+    atomic_int refs;     /* at close: 2 handles + the socket close */
     bus_lsn lsn;
-    pthread_mutex_t mtx; /* guards done_head/done_tail only */
+    pthread_mutex_t mtx; /* guards done_head/done_tail and dead */
     bus_rep_request *done_head, *done_tail;
+    bool dead; /* closed: aio callbacks neither queue nor wake the loop */
     nng_socket sock;
     bus_rep_cb cb;
     void *arg;
@@ -48,19 +50,22 @@ struct bus_rep {
     bus_rep_request reqs[BUS_REP_CONTEXTS];
 };
 
-/* nng thread: queue and wake the loop, nothing more. */
+/* nng thread: queue and wake the loop, nothing more. The wake-up is under
+ * the mutex so that it can never follow the async handle's uv_close. */
 static void rep_aio_cb(void *arg) {
     bus_rep_request *req = arg;
     bus_rep *rep = req->rep;
     pthread_mutex_lock(&rep->mtx);
-    req->next_done = NULL;
-    if (rep->done_tail != NULL)
-        rep->done_tail->next_done = req;
-    else
-        rep->done_head = req;
-    rep->done_tail = req;
+    if (!rep->dead) {
+        req->next_done = NULL;
+        if (rep->done_tail != NULL)
+            rep->done_tail->next_done = req;
+        else
+            rep->done_head = req;
+        rep->done_tail = req;
+        uv_async_send(&rep->async);
+    }
     pthread_mutex_unlock(&rep->mtx);
-    uv_async_send(&rep->async);
 }
 
 static bus_rep_request *rep_pop_done(bus_rep *rep) {
@@ -194,7 +199,6 @@ int bus_rep_open(uv_loop_t *loop, const char *url, int mode, bus_rep_cb cb, void
     rep->watchdog.data = rep;
     uv_timer_start(&rep->watchdog, rep_watchdog_cb, BUS_LSN_TICK_MS, BUS_LSN_TICK_MS);
     uv_unref((uv_handle_t *)&rep->watchdog); /* never keeps the loop alive alone */
-    rep->open_handles = 2;
     for (int i = 0; i < BUS_REP_CONTEXTS; i++)
         rep_start_recv(&rep->reqs[i]);
     *out = rep;
@@ -238,45 +242,66 @@ drop:
     return rc;
 }
 
-static void rep_on_close(uv_handle_t *h) {
-    bus_rep *rep = h->data;
-    if (--rep->open_handles > 0)
+/* Loop thread (close callbacks) or closer thread (socket closed). */
+static void rep_release(void *arg) {
+    bus_rep *rep = arg;
+    if (atomic_fetch_sub(&rep->refs, 1) != 1)
         return;
     pthread_mutex_destroy(&rep->mtx);
     free(rep);
 }
 
-void bus_rep_close(bus_rep *rep) {
-    if (rep == NULL || rep->closing)
-        return;
-    rep->closing = true;
-    /* Every aio is stopped before the socket closes: stopping cancels the
-     * operation and waits until its callback has run, so no nng thread
-     * touches the object or wakes the async handle afterwards; and closing a
-     * socket with operations still in flight can hang nng_close in nng 1.5.2
-     * (the reaper waits on a task; nng issue #1543). */
+static void rep_on_close(uv_handle_t *h) { rep_release(h->data); }
+
+/* Closer thread, before the socket closes: cancels every operation and
+ * waits for its callback (which, the server being dead, does nothing).
+ * Stopping first also keeps nng_close from meeting operations in flight. */
+static void rep_stop_aios(void *arg) {
+    bus_rep *rep = arg;
     for (int i = 0; i < BUS_REP_CONTEXTS; i++)
         nng_aio_stop(rep->reqs[i].aio);
-    nng_close(rep->sock);
-    bus_lsn_close(&rep->lsn);
+}
+
+/* Closer thread, after the socket closed. The loop no longer touches the
+ * contexts, so their state is read here safely (handed over through the
+ * closer's queue). */
+static void rep_free_aios(void *arg) {
+    bus_rep *rep = arg;
     for (int i = 0; i < BUS_REP_CONTEXTS; i++) {
         bus_rep_request *req = &rep->reqs[i];
         int rv = nng_aio_result(req->aio);
         nng_msg *m = nng_aio_get_msg(req->aio);
         /* A received request or an unsent reply is still ours; a sent reply
          * belongs to nng (which clears the aio's message anyway). */
-        if (m != NULL && ((req->state == REQ_RECV && rv == 0) || (req->state == REQ_SEND && rv != 0)))
+        if (m != NULL &&
+            ((req->state == REQ_RECV && rv == 0) || (req->state == REQ_SEND && rv != 0)))
             nng_msg_free(m);
-        if (req->msg != NULL)
-            nng_msg_free(req->msg);
-        req->msg = NULL;
-        req->state = REQ_IDLE;
         nng_aio_free(req->aio);
         req->aio = NULL;
     }
+    rep_release(rep);
+}
+
+void bus_rep_close(bus_rep *rep) {
+    if (rep == NULL || rep->closing)
+        return;
+    rep->closing = true;
     pthread_mutex_lock(&rep->mtx);
+    rep->dead = true;
     rep->done_head = rep->done_tail = NULL;
     pthread_mutex_unlock(&rep->mtx);
+    /* Requests the user still holds die with the server. */
+    for (int i = 0; i < BUS_REP_CONTEXTS; i++) {
+        bus_rep_request *req = &rep->reqs[i];
+        if (req->state == REQ_USER) {
+            nng_msg_free(req->msg);
+            req->msg = NULL;
+            req->state = REQ_IDLE;
+        }
+    }
+    atomic_init(&rep->refs, 3);
     uv_close((uv_handle_t *)&rep->async, rep_on_close);
     uv_close((uv_handle_t *)&rep->watchdog, rep_on_close);
+    bus_lsn_close(&rep->lsn);
+    bus_close_later(rep->sock, rep_stop_aios, rep_free_aios, rep);
 }

@@ -30,8 +30,10 @@ struct req_op {
 struct bus_req {
     uv_loop_t *loop;
     uv_async_t async;
-    pthread_mutex_t mtx; /* guards done_head/done_tail only */
+    atomic_int refs;     /* at close: the handle + the socket close */
+    pthread_mutex_t mtx; /* guards done_head/done_tail and dead */
     req_op *done_head, *done_tail;
+    bool dead; /* closed: aio callbacks neither queue nor wake the loop */
     req_op *ops; /* outstanding requests */
     nng_socket sock;
     /* Connected pipes, kept by nng's pipe callbacks: a request that times
@@ -49,19 +51,22 @@ static void req_pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg) {
         atomic_store(&r->npipes, 0);
 }
 
-/* nng thread: queue and wake the loop, nothing more. */
+/* nng thread: queue and wake the loop, nothing more (under the mutex, so
+ * that a wake-up never follows the async handle's uv_close). */
 static void req_aio_cb(void *arg) {
     req_op *op = arg;
     bus_req *r = op->r;
     pthread_mutex_lock(&r->mtx);
-    op->next_done = NULL;
-    if (r->done_tail != NULL)
-        r->done_tail->next_done = op;
-    else
-        r->done_head = op;
-    r->done_tail = op;
+    if (!r->dead) {
+        op->next_done = NULL;
+        if (r->done_tail != NULL)
+            r->done_tail->next_done = op;
+        else
+            r->done_head = op;
+        r->done_tail = op;
+        uv_async_send(&r->async);
+    }
     pthread_mutex_unlock(&r->mtx);
-    uv_async_send(&r->async);
 }
 
 static req_op *req_pop_done(bus_req *r) {
@@ -94,11 +99,16 @@ static void req_op_free(req_op *op) {
     free(op);
 }
 
-/* Removes op, runs its callback once, frees it. */
+/* Removes op, frees its nng objects, runs its callback once, frees it. The
+ * nng objects go first: the callback may close r, whose socket then closes
+ * on the closer thread, and nng 1.5.2 does not survive a context closed on
+ * one thread while its socket closes on another. */
 static void req_finish(bus_req *r, req_op *op, int status, const void *buf, size_t len) {
+    bus_reply_cb cb = op->cb;
+    void *arg = op->arg;
     req_unlink(r, op);
-    op->cb(op->arg, status, buf, len);
     req_op_free(op);
+    cb(arg, status, buf, len);
 }
 
 static int req_status(bus_req *r, int rv) {
@@ -230,34 +240,62 @@ int bus_req_send(bus_req *r, const void *buf, size_t len, uint64_t timeout_ms, b
     return 0;
 }
 
-static void req_on_close(uv_handle_t *h) {
-    bus_req *r = h->data;
+/* Loop thread (close callback) or closer thread (socket closed). */
+static void req_release(void *arg) {
+    bus_req *r = arg;
+    if (atomic_fetch_sub(&r->refs, 1) != 1)
+        return;
     pthread_mutex_destroy(&r->mtx);
     free(r);
 }
 
-void bus_req_close(bus_req *r) {
-    req_op *op;
-    if (r == NULL || r->closing)
-        return;
-    r->closing = true;
-    /* Every aio is stopped (cancelled, its callback run) before the socket
-     * closes, as in bus_rep_close: no nng thread touches r afterwards, and
-     * nng_close never meets an operation in flight (nng issue #1543). */
-    for (op = r->ops; op != NULL; op = op->next)
+static void req_on_close(uv_handle_t *h) { req_release(h->data); }
+
+/* Closer thread, before the socket closes: cancel every operation and wait
+ * for its callback (which does nothing now), so nng_close meets none. */
+static void req_stop_aios(void *arg) {
+    bus_req *r = arg;
+    for (req_op *op = r->ops; op != NULL; op = op->next)
         nng_aio_stop(op->aio);
-    nng_close(r->sock);
+}
+
+/* Closer thread, after the socket closed: the loop no longer touches the
+ * operations (handed over through the closer's queue). */
+static void req_free_ops(void *arg) {
+    bus_req *r = arg;
+    req_op *op;
     while ((op = r->ops) != NULL) {
+        r->ops = op->next;
         int rv = nng_aio_result(op->aio);
         nng_msg *m = nng_aio_get_msg(op->aio);
         nng_aio_set_msg(op->aio, NULL);
         /* A sent request belongs to nng; an unsent one or a reply is ours. */
         if (m != NULL && !(op->state == OP_SEND && rv == 0))
             nng_msg_free(m);
-        req_finish(r, op, WD_ECLOSED, NULL, 0);
+        nng_aio_free(op->aio);
+        free(op);
     }
+    req_release(r);
+}
+
+void bus_req_close(bus_req *r) {
+    if (r == NULL || r->closing)
+        return;
+    r->closing = true;
     pthread_mutex_lock(&r->mtx);
+    r->dead = true;
     r->done_head = r->done_tail = NULL;
     pthread_mutex_unlock(&r->mtx);
+    /* Every outstanding callback runs now, with WD_ECLOSED; the operations
+     * themselves are cancelled and freed with the socket, in the background.
+     * A callback may call bus_req_send (WD_ECLOSED) or bus_req_close (no-op). */
+    for (req_op *op = r->ops; op != NULL; op = op->next) {
+        bus_reply_cb cb = op->cb;
+        op->cb = NULL;
+        if (cb != NULL)
+            cb(op->arg, WD_ECLOSED, NULL, 0);
+    }
+    atomic_init(&r->refs, 2);
     uv_close((uv_handle_t *)&r->async, req_on_close);
+    bus_close_later(r->sock, req_stop_aios, req_free_ops, r);
 }

@@ -422,6 +422,10 @@ done:
     wrk_teardown(c);
     bus_out_close(c->hb);
     c->hb = NULL;
+    /* Sockets close in the background (bus.h); give them a bounded moment
+     * so peers see a clean close, but never hang the exit on nng. */
+    if (bus_close_drain(WRK_CLOSE_DRAIN_MS) != 0)
+        wd_warn("sockets still closing after %d ms; exiting anyway", WRK_CLOSE_DRAIN_MS);
     if ((rv = uv_loop_close(&c->loop)) != 0)
         wd_warn("loop not closed: the worker left handles open (%s)", uv_strerror(rv));
     wrk_cmd_free_pending(c);

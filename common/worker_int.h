@@ -16,6 +16,7 @@
 #define WRK_STOP_TIMEOUT_MAX_MS 3600000
 #define WRK_LAG_PROBE_MS 100 /* loop lag sampling period */
 #define WRK_DRAIN_ITER_MAX 64 /* loop iterations to finish closing at exit */
+#define WRK_CLOSE_DRAIN_MS 1000 /* wait for background socket closes at exit */
 
 struct wrk_pending {
     wrk_ctx *ctx;

@@ -91,6 +91,10 @@ static int teardown(void **state) {
     bus_rep_close(f->rep);
     bus_in_close(f->in);
     uv_run(&f->loop, UV_RUN_DEFAULT);
+    /* Sockets close in the background; a close that nng never finishes
+     * (an nng 1.5.2 bug) is reported, not waited for. */
+    if (bus_close_drain(WAIT_MS) != 0)
+        fprintf(stderr, "note: a socket close did not finish (nng)\n");
     int rc = uv_loop_close(&f->loop);
     if (rc != 0)
         uv_walk(&f->loop, walk_report, NULL);
@@ -518,6 +522,7 @@ static void test_pull_push_peer_pid(void **state) {
     bus_in_close(f->in);
     f->in = NULL;
     uv_run(&f->loop, UV_RUN_NOWAIT);
+    assert_int_equal(bus_close_drain(WAIT_MS), 0); /* the address is free again */
     assert_int_equal(bus_pull_listen(&f->loop, url, 0600, in_cb, f, &f->in, err, sizeof err), 0);
     uint64_t deadline = wd_clock_mono_ms() + WAIT_MS;
     while (bus_out_connects(o) < 2 && wd_clock_mono_ms() < deadline)
@@ -596,10 +601,14 @@ static int raw_send_main(const char *kind, const char *url) {
         _exit(3);
     nng_socket_set_ms(s, NNG_OPT_SENDTIMEO, 1000);
     nng_socket_set_ms(s, NNG_OPT_RECONNMINT, 20);
-    if (nng_dial(s, url, NULL, 0) != 0 || nng_send(s, buf, big, 0) != 0)
+    if (nng_dial(s, url, NULL, 0) != 0)
         _exit(4);
-    /* PUSH: small messages follow, over a redial, until the parent has one. */
-    for (int i = 0; push && i < WAIT_MS / 20; i++) {
+    /* Whether this send reports success depends on how far the write got
+     * before the receiver cut the connection; either way it must not arrive. */
+    (void)nng_send(s, buf, big, 0);
+    /* PUSH: small messages follow, over a redial, until the parent has one
+     * (it then kills this process). */
+    for (int i = 0; push && i < 2 * WAIT_MS / 20; i++) {
         nng_send(s, "small", 5, NNG_FLAG_NONBLOCK);
         nng_msleep(20);
     }
@@ -841,6 +850,7 @@ int main(int argc, char **argv) {
     if (argc > 1)
         cmocka_set_test_filter(argv[1]); /* e.g. bus_test 'test_pub*' */
     int rc = cmocka_run_group_tests_name("bus", tests, NULL, NULL);
-    nng_fini();
+    if (bus_close_drain(WAIT_MS) == 0)
+        nng_fini(); /* frees nng's globals, for valgrind */
     return rc;
 }
