@@ -11,6 +11,18 @@ const char *brk_state_name(brk_state s) {
     return (unsigned)s <= BRK_DISABLED ? state_names[s] : "unknown";
 }
 
+void brk_config_defaults(brk_config *c) {
+    *c = (brk_config){
+        .failure_threshold = 5,
+        .window_ns = 0,
+        .open_ns = 60ull * 1000000000ull,
+        .open_max_ns = 600ull * 1000000000ull,
+        .growth = 2.0,
+        .jitter = 0.1,
+        .half_open_max = 3,
+    };
+}
+
 void brk_init(brk_breaker *b, const char *name, const brk_config *cfg, uint64_t seed) {
     memset(b, 0, sizeof *b);
     snprintf(b->name, sizeof b->name, "%s", name);
@@ -158,4 +170,13 @@ const brk_transition *brk_history_at(const brk_breaker *b, uint32_t i) {
     if (i >= b->history_len || i >= BRK_HISTORY)
         return NULL;
     return &b->history[(b->history_len - 1 - i) % BRK_HISTORY];
+}
+
+void brk_record_call(brk_breaker *b, uint64_t gen, uint64_t now_ns, uint64_t duration_ns, bool ok,
+                     const char *reason) {
+    (void)duration_ns; /* slow-call accounting: see the breaker issue */
+    if (ok)
+        brk_record_success(b, gen, now_ns);
+    else
+        brk_record_failure(b, gen, now_ns, reason);
 }

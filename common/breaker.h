@@ -65,6 +65,10 @@ struct brk_breaker {
     void *cb_arg;
 };
 
+/* The seed's defaults: 5 consecutive failures, 60 s open (growing x2 with
+ * 10 % jitter up to 10 min), 3 half-open trial calls. */
+void brk_config_defaults(brk_config *c);
+
 void brk_init(brk_breaker *b, const char *name, const brk_config *cfg, uint64_t seed);
 void brk_set_callback(brk_breaker *b, brk_transition_cb cb, void *arg);
 
@@ -73,6 +77,10 @@ void brk_set_callback(brk_breaker *b, brk_transition_cb cb, void *arg);
 int brk_allow(brk_breaker *b, uint64_t now_ns, uint64_t *gen);
 void brk_record_success(brk_breaker *b, uint64_t gen, uint64_t now_ns);
 void brk_record_failure(brk_breaker *b, uint64_t gen, uint64_t now_ns, const char *reason);
+/* The one call clients use: records how a call admitted with gen ended
+ * after running for duration_ns (counted toward the slow-call rate). */
+void brk_record_call(brk_breaker *b, uint64_t gen, uint64_t now_ns, uint64_t duration_ns, bool ok,
+                     const char *reason);
 /* Gives back a half-open permit for a call that was cancelled before it ran. */
 void brk_release(brk_breaker *b, uint64_t gen);
 
