@@ -1,6 +1,7 @@
 /* Worker runtime: environment, loop, signals, READY, heartbeats, loop lag,
  * graceful stop. The command socket is in worker_cmd.c. */
 #include "clock.h"
+#include "curl_uv.h"
 #include "log.h"
 #include "wd_error.h"
 #include "worker_int.h"
@@ -148,6 +149,7 @@ static void wrk_send_heartbeat(wrk_ctx *c) {
     hb_metric(hb, "wrk_command_errors_total", (double)c->command_errors_total);
     hb_metric(hb, "wrk_reloads_total", (double)c->reloads_total);
     hb_metric(hb, "wrk_uptime_seconds", uptime);
+    wrk_brk_heartbeat(c, hb);
     if (c->ops->metrics != NULL)
         c->ops->metrics(c, hb);
     if (hb->n_metrics > PROTO_METRICS_MAX)
@@ -384,6 +386,13 @@ int wrk_main(int argc, char **argv, const wrk_ops *ops) {
     }
     c->ops = ops;
     c->start_mono_ns = wd_clock_mono_ns();
+    /* libcurl's global set-up is not thread-safe: do it once, here, before
+     * any worker code (or nng thread) might start a transfer. */
+    if (wd_curl_global_init() != 0) {
+        fprintf(stderr, "libcurl global init failed\n");
+        free(c);
+        return WRK_EXIT_FAIL;
+    }
     if (wrk_parse_env(c) != 0) {
         free(c);
         return WRK_EXIT_USAGE;

@@ -23,8 +23,10 @@
 #ifndef WD_WORKER_H
 #define WD_WORKER_H
 
+#include "breaker.h"
 #include "proto.h"
 #include <jansson.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <uv.h>
 
@@ -45,7 +47,7 @@ typedef struct {
     int (*reload)(wrk_ctx *ctx);
     /* A forwarded command (wardenctl call NAME CMD k=v...). Set *data to a new
      * JSON value for the reply (may stay NULL). Return 0 or a negative wd_errno
-     * with err filled. Built-in commands ("ping", "reload") are answered by the
+     * with err filled. Built-in commands ("ping", "reload", "breakers", "breaker-reset") are answered by the
      * runtime before this is called. May be NULL. */
     int (*command)(wrk_ctx *ctx, const proto_ctl_request *req, json_t **data, char *err,
                    size_t errlen);
@@ -69,6 +71,22 @@ void wrk_ready(wrk_ctx *ctx);
 void wrk_progress(wrk_ctx *ctx, uint64_t n);
 /* Publishes a breaker's state in heartbeats (registered on first use). */
 void wrk_breaker_state(wrk_ctx *ctx, const char *name, proto_breaker_state state);
+/* Registers a breaker the worker owns (it must outlive the loop, or be
+ * unregistered first). The runtime then publishes it in every heartbeat: its
+ * state, and the samples wrk_breaker_{critical,transitions_total,opens_total,
+ * calls_total{result},retry_in_seconds}{breaker="NAME"}, and answers the
+ * built-in commands for it:
+ *   breakers                       {"breakers": [JSON of each breaker]}
+ *   breaker-reset name=N reason=R [override=true] [min_open_ms=MS]
+ *     closes an open (or half-open / forced-open) breaker; refused with
+ *     WD_ESTATE when it is closed or disabled, or when it opened less than
+ *     min_open_ms ago (default WRK_BRK_MIN_OPEN_MS) unless override=true.
+ * critical: readiness (/readyz) depends on this breaker being closed.
+ * Returns 0, WD_EEXIST (same name or breaker twice), WD_ETOOBIG (more than
+ * PROTO_BREAKERS_MAX), WD_EINVAL (NULL or a name longer than PROTO_NAME_MAX). */
+#define WRK_BRK_MIN_OPEN_MS 30000
+int wrk_breaker_register(wrk_ctx *ctx, brk_breaker *b, bool critical);
+void wrk_breaker_unregister(wrk_ctx *ctx, brk_breaker *b);
 /* Asks the runtime to stop as if SIGTERM had arrived. */
 void wrk_request_stop(wrk_ctx *ctx);
 

@@ -1,5 +1,6 @@
 /* Worker runtime, command socket: decodes CTL_REQUEST messages on the
- * worker's REP socket, answers the built-ins ("ping", "reload"), hands the
+ * worker's REP socket, answers the built-ins ("ping", "reload", and the
+ * breaker commands of worker_brk.c), hands the
  * rest to ops->command, and encodes every answer as a CTL_REPLY. A malformed
  * request gets an error reply naming what was wrong; serving goes on. */
 #include "clock.h"
@@ -73,6 +74,8 @@ static void cmd_dispatch(wrk_ctx *c, bus_rep_request *req, const proto_ctl_reque
             data = json_pack("{s:b}", "reloaded", c->ops->reload != NULL);
         else
             snprintf(err, sizeof err, "reload failed: %s", wd_strerror(rc));
+    } else if (wrk_brk_command(c, creq, &data, &rc, err, sizeof err) == 0) {
+        /* a built-in breaker command (worker_brk.c) */
     } else if (c->ops->command != NULL) {
         c->in_command = true;
         c->cur_req = req;

@@ -24,6 +24,12 @@ struct wrk_pending {
     wrk_pending *prev, *next;
 };
 
+/* A breaker registered with wrk_breaker_register (owned by the worker). */
+typedef struct {
+    brk_breaker *b;
+    bool critical;
+} wrk_brk_reg;
+
 struct wrk_ctx {
     const wrk_ops *ops;
     char name[PROTO_NAME_MAX + 1];
@@ -57,6 +63,8 @@ struct wrk_ctx {
     uint32_t n_breakers;
     proto_breaker breakers[PROTO_BREAKERS_MAX];
     bool breakers_full_warned;
+    uint32_t n_regs;
+    wrk_brk_reg regs[PROTO_BREAKERS_MAX];
 
     bool running;        /* start() returned */
     bool ready;          /* wrk_ready() called */
@@ -76,6 +84,11 @@ struct wrk_ctx {
 
 void wrk_header(wrk_ctx *c, proto_header *hdr);
 int wrk_reload(wrk_ctx *c, const char *why);
+/* Registered breakers (worker_brk.c): heartbeat states and samples, and the
+ * built-in commands. wrk_brk_command returns 1 when cmd is not one of its own. */
+void wrk_brk_heartbeat(wrk_ctx *c, proto_heartbeat *hb);
+int wrk_brk_command(wrk_ctx *c, const proto_ctl_request *req, json_t **data, int *rc, char *err,
+                    size_t errlen);
 /* Command socket (worker_cmd.c). */
 int wrk_cmd_open(wrk_ctx *c);
 /* Closes the socket; deferred replies still held by the worker are dropped. */

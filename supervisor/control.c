@@ -68,6 +68,19 @@ static json_t *json_opt_seconds(bool have, double secs) {
     return have ? json_real(secs) : json_null();
 }
 
+/* A breaker's recent transitions, newest first, for the health worker's
+ * /api/circuit-breakers/history. */
+static json_t *ctl_brk_history(const brk_breaker *b, uint64_t now) {
+    json_t *arr = json_array();
+    const brk_transition *t;
+    for (uint32_t i = 0; (t = brk_history_at(b, i)) != NULL; i++)
+        json_array_append_new(arr, json_pack("{s:f,s:s,s:s,s:s}", "ago_s",
+                                             (double)(now - t->at_ns) / 1e9, "from",
+                                             brk_state_name(t->from), "to", brk_state_name(t->to),
+                                             "reason", t->reason));
+    return arr;
+}
+
 static json_t *ctl_worker_json(sup_child *c, uint64_t now) {
     char ts[WD_TIME_STR_MAX];
     json_t *w = json_object();
@@ -96,11 +109,15 @@ static json_t *ctl_worker_json(sup_child *c, uint64_t now) {
     json_object_set_new(w, "loop_lag_us", json_integer((json_int_t)c->loop_lag_us));
     json_object_set_new(w, "hb_rejected", json_integer((json_int_t)c->hb_rejected));
     uint64_t retry = brk_retry_in(&c->crash, now);
-    json_object_set_new(w, "breaker",
-                        json_pack("{s:s,s:i,s:i,s:o}", "state", brk_state_name(c->crash.state),
-                                  "failures", (json_int_t)c->quick_failures, "opens",
-                                  (json_int_t)c->crash.total_opens, "retry_in_s",
-                                  json_opt_seconds(retry > 0, (double)retry / 1e9)));
+    json_t *crash = json_pack("{s:s,s:i,s:i,s:o,s:I,s:o}", "state", brk_state_name(c->crash.state),
+                              "failures", (json_int_t)c->quick_failures, "opens",
+                              (json_int_t)c->crash.total_opens, "retry_in_s",
+                              json_opt_seconds(retry > 0, (double)retry / 1e9), "transitions",
+                              (json_int_t)c->crash.history_len, "history", ctl_brk_history(&c->crash, now));
+    const brk_transition *last = brk_history_at(&c->crash, 0);
+    json_object_set_new(crash, "since_s",
+                        json_opt_seconds(last != NULL, last ? (double)(now - last->at_ns) / 1e9 : 0));
+    json_object_set_new(w, "breaker", crash);
     json_t *brks = json_array(), *metrics = json_object();
     if (c->hb && c->pid) {
         for (uint32_t i = 0; i < c->hb->n_breakers; i++)
@@ -136,6 +153,9 @@ static void ctl_status(ctl_ctx *x) {
         s->config_path, "run_dir", s->conf->run_dir, "hb_rejected", (json_int_t)s->hb_rejected,
         "ctl_errors", (json_int_t)s->ctl_errors, "log_lines_dropped",
         (json_int_t)s->log_lines_dropped);
+    /* Control requests served so far, this one included: lets the health
+     * worker's benchmark check it costs at most one request per snapshot_ttl. */
+    json_object_set_new(supj, "ctl_requests", json_integer((json_int_t)s->ctl_requests));
     ctl_reply(s, x->req, 0, NULL, json_pack("{s:o,s:o}", "supervisor", supj, "workers", workers));
 }
 

@@ -4,6 +4,7 @@
  *   warden exec [LIMITS] -- PROG   apply the child set-up, then exec PROG
  *   warden --version | --help */
 #include "clock.h"
+#include "conf_sections.h"
 #include "config.h"
 #include "log.h"
 #include "spawn.h"
@@ -141,6 +142,12 @@ static int cmd_exec(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
+    /* Before anything reads a config: check-config and the supervisor must
+     * know every worker's own sections to validate them. */
+    if (wd_conf_register_all() != 0) {
+        fprintf(stderr, "warden: internal error: config section tables conflict\n");
+        return 1;
+    }
     const char *config = getenv("WARDEN_CONFIG") ? getenv("WARDEN_CONFIG") : WARDEN_DEFAULT_CONFIG;
     if (argc >= 2 && !strcmp(argv[1], "check-config"))
         return cmd_check_config(argc, argv);

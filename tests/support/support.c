@@ -50,20 +50,49 @@ void wdt_lateness_stop(wdt_lateness *p) {
     uv_close((uv_handle_t *)&p->timer, NULL);
 }
 
-static void deadline_cb(uv_timer_t *t) { *(int *)t->data = 1; }
+typedef struct {
+    int (*pred)(void *);
+    void *arg;
+    int done, expired;
+} run_until_state;
+
+static void deadline_cb(uv_timer_t *t) {
+    run_until_state *st = t->data;
+    st->expired = 1;
+    uv_stop(t->loop);
+}
+
+/* Checked before the loop blocks for I/O: a predicate made true by a timer
+ * or idle callback stops the loop at once instead of waiting for the next
+ * I/O event or the deadline. */
+static void pred_check_cb(uv_prepare_t *p) {
+    run_until_state *st = p->data;
+    if (st->pred(st->arg)) {
+        st->done = 1;
+        uv_stop(p->loop);
+    }
+}
 
 int wdt_run_until(uv_loop_t *loop, int (*pred)(void *), void *arg, uint64_t timeout_ms) {
+    run_until_state st = {pred, arg, 0, 0};
     uv_timer_t deadline;
-    int expired = 0, ok;
+    uv_prepare_t check;
+    if (pred(arg))
+        return 1;
     uv_timer_init(loop, &deadline);
-    deadline.data = &expired;
+    uv_prepare_init(loop, &check);
+    deadline.data = &st;
+    check.data = &st;
     uv_timer_start(&deadline, deadline_cb, timeout_ms, 0);
-    while (!(ok = pred(arg)) && !expired)
-        uv_run(loop, UV_RUN_ONCE);
+    uv_prepare_start(&check, pred_check_cb);
+    while (!st.expired && !(st.done = pred(arg)))
+        uv_run(loop, UV_RUN_DEFAULT);
     uv_timer_stop(&deadline);
+    uv_prepare_stop(&check);
     uv_close((uv_handle_t *)&deadline, NULL);
-    uv_run(loop, UV_RUN_NOWAIT);
-    return ok;
+    uv_close((uv_handle_t *)&check, NULL);
+    uv_run(loop, UV_RUN_NOWAIT); /* both handles live on this stack frame */
+    return pred(arg);
 }
 
 const char *wdt_source_dir(void) {

@@ -1,6 +1,8 @@
 /* warden-testworker: a worker on the runtime whose misbehaviour is chosen by
  * options and commands, for the supervisor's integration tests. Run with
  * --help for the options; the commands are listed in usage[] below. */
+#include "breaker.h"
+#include "clock.h"
 #include "log.h"
 #include "wd_error.h"
 #include "worker.h"
@@ -22,6 +24,9 @@
 #define TW_LINE_LEN 100               /* flood line length, newline included */
 #define TW_WRITE_CHUNK 65536
 #define TW_ACT_DELAY_MS 100           /* lets a command's reply leave first */
+#define TW_BREAKERS_MAX 4             /* --breaker options */
+#define TW_BREAKER_OPEN_MS 60000      /* default cooldown of a --breaker */
+#define TW_FAIL_MAX 1000              /* failures one `fail` command records */
 
 static const char usage[] =
     "usage: " TW_PROG " [options]\n"
@@ -36,9 +41,13 @@ static const char usage[] =
     "  --long-line BYTES    write one line of BYTES bytes at start\n"
     "  --print TEXT         print TEXT as a line on stdout and stderr at start\n"
     "  --slow-stop MS       take MS to stop gracefully\n"
+    "  --breaker NAME[:critical]  a real circuit breaker registered with the\n"
+    "                       runtime (opens on 1 failure; repeatable, up to 4)\n"
+    "  --breaker-open MS    cooldown of the --breaker breakers (default 60000)\n"
     "commands: crash, hang, exit code=N, echo k=v..., progress n=N,\n"
     "  breaker name=X state=closed|open|half_open|forced_open|disabled,\n"
-    "  flood bytes=N, sleep ms=N\n";
+    "  fail breaker=X [n=N] [reason=TEXT], succeed breaker=X,\n"
+    "  flood bytes=N, sleep ms=N (and the runtime's breakers, breaker-reset)\n";
 
 typedef enum { ACT_NONE, ACT_CRASH, ACT_HANG, ACT_EXIT } tw_action;
 
@@ -66,6 +75,11 @@ typedef struct tw {
     int act_code;
     uint64_t ticks, reloads, flood_budget, flood_bytes_total, flood_seq;
     tw_sleep *sleeps;
+    /* --breaker: real breakers driven by the fail/succeed commands */
+    int n_brk;
+    brk_breaker brk[TW_BREAKERS_MAX];
+    bool brk_critical[TW_BREAKERS_MAX];
+    int64_t brk_open_ms;
 } tw;
 
 /* ---- helpers ---- */
@@ -260,6 +274,39 @@ static int schedule_act(tw *w, tw_action act, int code, const char *what, json_t
     return 0;
 }
 
+/* fail/succeed: calls through a --breaker breaker that fail or succeed, so
+ * tests drive a real breaker in a real worker. */
+static int cmd_fail(tw *w, const proto_ctl_request *req, json_t **data, char *err, size_t errlen) {
+    const char *name = proto_ctl_request_arg(req, "breaker");
+    const char *reason = proto_ctl_request_arg(req, "reason");
+    bool ok = strcmp(req->cmd, "succeed") == 0;
+    uint64_t n = 1, rejected = 0, gen;
+    brk_breaker *b = NULL;
+    for (int i = 0; i < w->n_brk && name != NULL; i++)
+        if (strcmp(w->brk[i].name, name) == 0)
+            b = &w->brk[i];
+    if (b == NULL) {
+        snprintf(err, errlen, "%s: no --breaker named '%.64s'", req->cmd, name ? name : "");
+        return WD_ENOTFOUND;
+    }
+    if (proto_ctl_request_arg(req, "n") != NULL) {
+        int rc = arg_u64(req, "n", TW_FAIL_MAX, &n, err, errlen);
+        if (rc != 0)
+            return rc;
+    }
+    for (uint64_t i = 0; i < n; i++) {
+        uint64_t now = wd_clock_mono_ns();
+        if (brk_allow(b, now, &gen) != 0) {
+            rejected++;
+            continue;
+        }
+        brk_record_call(b, gen, now, 0, ok, ok ? "" : (reason ? reason : "test failure"));
+    }
+    *data = json_pack("{s:s,s:s,s:I}", "breaker", b->name, "state", brk_state_name(b->state),
+                      "rejected", (json_int_t)rejected);
+    return 0;
+}
+
 static int tw_command(wrk_ctx *ctx, const proto_ctl_request *req, json_t **data, char *err,
                       size_t errlen) {
     tw *w = wrk_data(ctx);
@@ -307,6 +354,8 @@ static int tw_command(wrk_ctx *ctx, const proto_ctl_request *req, json_t **data,
         *data = json_pack("{s:s, s:s}", "name", name, "state", proto_breaker_state_name(st));
         return 0;
     }
+    if (strcmp(req->cmd, "fail") == 0 || strcmp(req->cmd, "succeed") == 0)
+        return cmd_fail(w, req, data, err, errlen);
     if (strcmp(req->cmd, "flood") == 0) {
         if ((rc = arg_u64(req, "bytes", TW_BYTES_MAX, &n, err, errlen)) != 0)
             return rc;
@@ -352,6 +401,29 @@ static int opt_u64(const char *opt, const char *val, uint64_t max, const char *u
     return 0;
 }
 
+/* --breaker NAME[:critical] */
+static int opt_breaker(tw *w, const char *val) {
+    char name[BRK_NAME_MAX + 1];
+    const char *colon = val != NULL ? strchr(val, ':') : NULL;
+    size_t len = val == NULL ? 0 : colon != NULL ? (size_t)(colon - val) : strlen(val);
+    if (val == NULL || len == 0 || len > PROTO_NAME_MAX || len >= sizeof name ||
+        (colon != NULL && strcmp(colon, ":critical") != 0)) {
+        fprintf(stderr, TW_PROG ": --breaker needs NAME or NAME:critical (NAME 1..%d bytes)\n",
+                PROTO_NAME_MAX);
+        return -1;
+    }
+    if (w->n_brk >= TW_BREAKERS_MAX) {
+        fprintf(stderr, TW_PROG ": at most %d --breaker options\n", TW_BREAKERS_MAX);
+        return -1;
+    }
+    memcpy(name, val, len);
+    name[len] = '\0';
+    w->brk_critical[w->n_brk] = colon != NULL;
+    snprintf(w->brk[w->n_brk].name, sizeof w->brk[w->n_brk].name, "%s", name);
+    w->n_brk++;
+    return 0;
+}
+
 static int parse_args(tw *w, int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -383,6 +455,10 @@ static int parse_args(tw *w, int argc, char **argv) {
             rc = opt_u64(a, val, TW_BYTES_MAX, "bytes per second", &w->flood_bps), used = 2;
         } else if (strcmp(a, "--long-line") == 0) {
             rc = opt_u64(a, val, TW_BYTES_MAX, "bytes", &w->long_line), used = 2;
+        } else if (strcmp(a, "--breaker") == 0) {
+            rc = opt_breaker(w, val), used = 2;
+        } else if (strcmp(a, "--breaker-open") == 0) {
+            rc = opt_ms(a, val, &w->brk_open_ms), used = 2;
         } else if (strcmp(a, "--print") == 0) {
             if (val == NULL) {
                 fprintf(stderr, TW_PROG ": --print needs a value (text)\n");
@@ -413,12 +489,30 @@ static int tw_init(wrk_ctx *ctx, int argc, char **argv) {
     w->ctx = ctx;
     w->ready_delay_ms = w->crash_after_ms = w->exit_after_ms = w->hang_after_ms = -1;
     w->slow_stop_ms = -1;
+    w->brk_open_ms = TW_BREAKER_OPEN_MS;
     wrk_set_data(ctx, w);
     if (parse_args(w, argc, argv) != 0) {
         /* fini is not called after a failed init. */
         wrk_set_data(ctx, NULL);
         free(w);
         return WD_EINVAL;
+    }
+    for (int i = 0; i < w->n_brk; i++) {
+        brk_config cfg;
+        char name[BRK_NAME_MAX + 1];
+        brk_config_defaults(&cfg);
+        cfg.failure_threshold = 1;
+        cfg.open_ns = (uint64_t)w->brk_open_ms * WD_NS_PER_MS;
+        cfg.open_max_ns = cfg.open_ns;
+        cfg.jitter = 0;
+        snprintf(name, sizeof name, "%s", w->brk[i].name);
+        brk_init(&w->brk[i], name, &cfg, (uint64_t)i + 1);
+        if (wrk_breaker_register(ctx, &w->brk[i], w->brk_critical[i]) != 0) {
+            fprintf(stderr, TW_PROG ": --breaker %s given twice\n", name);
+            wrk_set_data(ctx, NULL);
+            free(w);
+            return WD_EINVAL;
+        }
     }
     /* The runtime leaves an ignored SIGTERM alone. */
     if (w->ignore_term)

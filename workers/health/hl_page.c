@@ -1,0 +1,81 @@
+/* GET /: the status page, served from the binary. Plain HTML, CSS and a few
+ * lines of script that fetch /healthz every second and redraw the tables in
+ * place (no reload, no framework). Stable hooks for tests and people:
+ *   #summary[data-live][data-ready]     overall state
+ *   #workers tr[data-worker=NAME][data-state=STATE]
+ *   #breakers tr[data-worker=W][data-breaker=B][data-state=S]
+ *   #events li[data-kind=K]
+ *   #updated                            time of the last successful fetch
+ *   #error                              why the last fetch failed ("" if none)
+ * Text is inserted with textContent only, never as HTML. */
+#include "hl.h"
+
+const char hl_page_html[] =
+    "<!DOCTYPE html>\n"
+    "<html lang=\"en\"><head><meta charset=\"utf-8\">\n"
+    "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
+    "<title>warden status</title>\n"
+    "<style>\n"
+    "body{font-family:system-ui,sans-serif;margin:0;padding:.8rem;background:#f6f7f9;color:#222}\n"
+    "h1{font-size:1.3rem;margin:.2rem 0 .6rem}h2{font-size:1.05rem;margin:1rem 0 .4rem}\n"
+    "#summary{padding:.5rem .7rem;border-radius:6px;font-weight:600;background:#ddd}\n"
+    "#summary[data-ready=true]{background:#d4f4dd}#summary[data-ready=false]{background:#fde2c4}\n"
+    "#summary[data-live=false]{background:#f8c9c9}\n"
+    ".wrap{overflow-x:auto}table{border-collapse:collapse;width:100%;background:#fff;"
+    "font-size:.9rem}\n"
+    "th,td{text-align:left;padding:.3rem .45rem;border-bottom:1px solid #e3e3e3;"
+    "white-space:nowrap}\n"
+    "td.st{font-weight:600}tr[data-state=RUNNING] td.st,tr[data-state=closed] td.st"
+    "{color:#17803a}\n"
+    "tr[data-state=BACKOFF] td.st,tr[data-state=FATAL] td.st,tr[data-state=UNRESPONSIVE] td.st,"
+    "tr[data-state=open] td.st,tr[data-state=forced_open] td.st{color:#c0392b}\n"
+    "ul{padding-left:1.1rem;font-size:.85rem}li{margin:.15rem 0}\n"
+    "#error{color:#c0392b}small{color:#666}\n"
+    "</style></head><body>\n"
+    "<h1>warden</h1>\n"
+    "<div id=\"summary\" data-live=\"unknown\" data-ready=\"unknown\">loading&hellip;</div>\n"
+    "<p><small>updated <span id=\"updated\">never</span></small> <span id=\"error\"></span></p>\n"
+    "<h2>Workers</h2><div class=\"wrap\"><table><thead><tr><th>worker</th><th>state</th>"
+    "<th>pid</th><th>uptime</th><th>restarts</th><th>heartbeat</th><th>last exit</th>"
+    "</tr></thead><tbody id=\"workers\"></tbody></table></div>\n"
+    "<h2>Circuit breakers</h2><div class=\"wrap\"><table><thead><tr><th>worker</th>"
+    "<th>breaker</th><th>state</th><th>opens</th><th>retry in</th></tr></thead>"
+    "<tbody id=\"breakers\"></tbody></table></div>\n"
+    "<h2>Recent events</h2><ul id=\"events\"></ul>\n"
+    "<script>\n"
+    "'use strict';\n"
+    "function cell(tr,text,cls){const td=document.createElement('td');"
+    "td.textContent=text==null?'-':String(text);if(cls)td.className=cls;tr.appendChild(td);}\n"
+    "function secs(v){return v==null?'-':(v<90?v.toFixed(1)+' s':(v/60).toFixed(1)+' min');}\n"
+    "function draw(h){\n"
+    " const s=document.getElementById('summary');\n"
+    " s.dataset.live=String(h.live);s.dataset.ready=String(h.ready);\n"
+    " s.textContent=(h.live?'live':'NOT LIVE')+' \\u00b7 '+(h.ready?'ready':'not ready')+"
+    "' \\u00b7 warden '+h.supervisor.version+' pid '+h.supervisor.pid+' up '+"
+    "secs(h.supervisor.uptime_s);\n"
+    " const wb=document.getElementById('workers');wb.textContent='';\n"
+    " for(const w of h.workers){const tr=document.createElement('tr');"
+    "tr.dataset.worker=w.name;tr.dataset.state=w.state;cell(tr,w.name);cell(tr,w.state,'st');"
+    "cell(tr,w.pid);cell(tr,secs(w.uptime_s));cell(tr,w.restarts);"
+    "cell(tr,secs(w.heartbeat_age_s));cell(tr,w.last_exit);wb.appendChild(tr);}\n"
+    " const bb=document.getElementById('breakers');bb.textContent='';\n"
+    " for(const b of h.breakers){const tr=document.createElement('tr');"
+    "tr.dataset.worker=b.worker;tr.dataset.breaker=b.breaker;tr.dataset.state=b.state;"
+    "cell(tr,b.worker);cell(tr,b.breaker+(b.critical?' (critical)':''));cell(tr,b.state,'st');"
+    "cell(tr,b.opens_total);cell(tr,secs(b.retry_in_s));bb.appendChild(tr);}\n"
+    " const ev=document.getElementById('events');ev.textContent='';\n"
+    " for(const e of h.events.slice(0,30)){const li=document.createElement('li');"
+    "li.dataset.kind=e.kind;li.textContent=e.ts+' '+e.worker+' '+e.kind+' '+e.from+"
+    "(e.to?' \\u2192 '+e.to:'')+(e.reason?': '+e.reason:'');ev.appendChild(li);}\n"
+    " document.getElementById('updated').textContent=new Date().toLocaleTimeString();\n"
+    " document.getElementById('error').textContent='';\n"
+    "}\n"
+    "async function tick(){try{const r=await fetch('/healthz',{cache:'no-store'});"
+    "if(!r.ok)throw new Error('HTTP '+r.status);draw(await r.json());}"
+    "catch(e){document.getElementById('error').textContent='update failed: '+e.message;"
+    "const s=document.getElementById('summary');s.dataset.live='false';}"
+    "finally{setTimeout(tick,1000);}}\n"
+    "tick();\n"
+    "</script></body></html>\n";
+
+const size_t hl_page_html_len = sizeof hl_page_html - 1;
