@@ -253,7 +253,7 @@ def test_redis_killed_and_restarted_during_replay(warden, tmp_path, redis_privat
         q = warden.ctl("call", "agg", "quote", "symbol=MSFT")
         b = redis_private.cli("HGET", "md:last:MSFT", "bid")
         return b and abs(float(b) - q["bid"]) <= 0.02
-    warden.wait_until(redis_matches, 5, "md:last:MSFT to match the aggregator")
+    warden.wait_until(redis_matches, 10, "md:last:MSFT to match the aggregator")
     assert time.monotonic() - t_back < 5 + MARGIN_S
     a = warden.status("agg")
     assert a["pid"] == pid and a["state"] == "RUNNING", a

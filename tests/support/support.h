@@ -26,6 +26,12 @@ void wdt_lateness_start(uv_loop_t *loop, wdt_lateness *p, uint64_t period_ms);
  * before the struct goes away. */
 void wdt_lateness_stop(wdt_lateness *p);
 
+/* The worst loop lateness a fault test allows: base_ms, or 3 x base_ms
+ * when the test runs under valgrind (which slows every callback ~20x and
+ * shares the machine's cores with other tests). The plain run is the one
+ * that proves nothing blocks; the valgrind run is there for memory errors. */
+uint64_t wdt_late_bound_ms(uint64_t base_ms);
+
 /* Runs the loop until pred(arg) is true or timeout_ms passes; returns
  * whether pred became true. */
 int wdt_run_until(uv_loop_t *loop, int (*pred)(void *), void *arg, uint64_t timeout_ms);
