@@ -91,6 +91,9 @@ static const wctl_cmd commands[] = {
      "Exit 0 only if warden answers within the deadline (-t, default 1000 ms)."},
     {"version", 0, 0, {NULL}, OPT_JSON, wctl_cmd_version, "version [--json]",
      "Print wardenctl's version and, if it answers, warden's."},
+    {"diagnose", 0, 0, {NULL}, OPT_JSON, wctl_cmd_diagnose, "diagnose [--json]",
+     "Report workers, breakers, connectivity, restarts and what to do; exit 0\n"
+     "      healthy, 1 degraded, 2 down (warden unreachable, required worker down)."},
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 
@@ -113,7 +116,7 @@ static void help(FILE *f, const wctl_cmd *cmd) {
     for (size_t i = 0; i < NCOMMANDS; i++)
         fprintf(f, "  %s\n      %s\n", commands[i].usage, commands[i].help);
     fprintf(f, "\nexit status: 0 done, 1 failure (warden not running, error reply),\n"
-               "2 usage error\n");
+               "2 usage error; diagnose: 0 healthy, 1 degraded, 2 down\n");
 }
 
 typedef struct {

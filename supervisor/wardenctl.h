@@ -5,7 +5,11 @@
  *   wardenctl_req.c   building a request, one round trip to warden, the
  *                     failures every command reports the same way
  *   wardenctl_cmds.c  each command's request and what it does with the reply
- *   wardenctl_fmt.c   human output: cells, durations, the status table, items */
+ *   wardenctl_fmt.c   human output: cells, durations, the status table, items
+ *   wardenctl_diagnose.c  `diagnose`: gathers status, events and each
+ *                     worker's breakers into one JSON report with a verdict
+ *   wardenctl_dreport.c   the text rendering of that report
+ *   wardenctl_dtarget.c   a dependency's host:port, from warden's config */
 #ifndef WD_WARDENCTL_H
 #define WD_WARDENCTL_H
 
@@ -104,6 +108,30 @@ int wctl_cmd_call(wctl *c);
 int wctl_cmd_ping(wctl *c);
 int wctl_cmd_version(wctl *c);
 int wctl_cmd_stream(wctl *c); /* logs, events */
+
+/* ---- wardenctl_diagnose.c ---- */
+
+/* diagnose's exit codes: the verdict (usage errors are WCTL_USAGE, 2, too). */
+enum { WCTL_DIAG_HEALTHY = 0, WCTL_DIAG_DEGRADED = 1, WCTL_DIAG_DOWN = 2 };
+int wctl_cmd_diagnose(wctl *c);
+
+/* ---- wardenctl_dreport.c ---- */
+
+/* Prints the text form of a diagnose report; WCTL_FAIL when out of memory. */
+int wctl_diag_print(const json_t *report);
+
+/* ---- wardenctl_dtarget.c ---- */
+
+/* Addresses read from warden's config file: never NULL unless out of
+ * memory; empty (every target unknown) when the file cannot be read. */
+typedef struct wctl_targets wctl_targets;
+wctl_targets *wctl_targets_load(const char *config_path);
+void wctl_targets_free(wctl_targets *t);
+/* "host:port" of dependency dep ("redis", "postgresql", "broker"...) as
+ * worker's config sections name it; never user, password, path or query.
+ * 0 when found, -1 when unknown. */
+int wctl_target_find(const wctl_targets *t, const char *worker, const char *dep, char *out,
+                     size_t len);
 
 /* ---- wardenctl_fmt.c ---- */
 

@@ -37,9 +37,13 @@ static void query_param(hl_route *r, const char *k, size_t klen, const char *v, 
         bool b = true;
         r->verbose = !has_value || val[0] == '\0' || (wd_parse_bool(val, &b) == 0 && b);
     } else if (strcmp(key, "exclude") == 0) {
+        size_t n = strlen(val);
+        /* Longer than any check name: it cannot match one, so it is ignored. */
         if (r->n_exclude < (int)(sizeof r->exclude / sizeof r->exclude[0]) &&
-            strlen(val) <= HL_CHECK_NAME_MAX)
-            snprintf(r->exclude[r->n_exclude++], sizeof r->exclude[0], "%s", val);
+            n <= HL_CHECK_NAME_MAX) {
+            memcpy(r->exclude[r->n_exclude], val, n + 1);
+            r->n_exclude++;
+        }
     } else if (strcmp(key, "reason") == 0) {
         snprintf(r->reason, sizeof r->reason, "%s", val);
         r->has_reason = val[0] != '\0';
