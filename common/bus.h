@@ -85,7 +85,8 @@ int bus_req_send(bus_req *r, const void *buf, size_t len, uint64_t timeout_ms, b
 void bus_req_close(bus_req *r);
 
 /* Sockets are closed on a background thread, one after the other (nng_close
- * can hang in nng 1.5.2; the loop must not). A listener's address is free
+ * can hang for good in nng 1.5.2, see bus_int.h; the loop must not, and
+ * after such a hang later closes never finish: WD_ETIMEDOUT below). A listener's address is free
  * once its socket is closed. This waits (up to timeout_ms) until every
  * socket given to *_close() so far is closed: before listening again on the
  * same address, before exit, before nng_fini(). 0 or WD_ETIMEDOUT. */

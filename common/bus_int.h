@@ -46,9 +46,21 @@
 typedef int (*bus_open_fn)(nng_socket *);
 
 /* On the bus's closer thread: before(arg), nng_close(s), after(arg) (either
- * hook may be NULL). nng_close can hang for good in nng 1.5.2 (nng issues
- * #1543/#1813, fixed upstream in 1.8): the loop thread must never be the one
- * stuck. The closer is one lazily started thread; without it, inline. */
+ * hook may be NULL). The closer is one lazily started thread; without it,
+ * inline.
+ *
+ * nng 1.5.2 close hang (the reason for the closer thread). Closing a PULL
+ * socket while a connected PUSH peer keeps sending can strand the closing
+ * pipe's receive aio: it stays "busy" with nothing left to complete it, and
+ * nng's single reaper thread then waits for it for good
+ * (reaper -> pipe_destroy -> pull0_pipe_stop -> nni_aio_stop ->
+ * nni_task_wait, every nng task thread idle, no warden code on any nng
+ * thread). From then on no socket with pipes can finish closing in that
+ * process. Reproduced with nng alone (a PUSH dialer flooding while another
+ * thread closes the PULL listener: stuck within a few hundred rounds under
+ * CPU load). Same family as nng issues #1543/#1813 (aio prepared but never
+ * completed; fixed by nng PR #1824, nng 1.8). The loop thread therefore never
+ * calls nng_close itself, and bus_close_drain bounds every wait for it. */
 typedef void (*bus_close_fn)(void *arg);
 void bus_close_later(nng_socket s, bus_close_fn before, bus_close_fn after, void *arg);
 
