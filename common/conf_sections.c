@@ -5,7 +5,9 @@
 #include "breaker_conf.h"
 #include "config.h"
 #include "health_conf.h"
+#include "notifier_conf.h"
 #include "pg.h"
+#include "pm_conf.h"
 #include "redis.h"
 
 int wd_conf_register_all(void) {
@@ -15,6 +17,10 @@ int wd_conf_register_all(void) {
     if ((rc = agg_conf_register()) != 0 && first == 0)
         first = rc;
     if ((rc = hl_conf_register()) != 0 && first == 0)
+        first = rc;
+    if ((rc = pm_conf_register()) != 0 && first == 0)
+        first = rc;
+    if ((rc = nt_conf_register()) != 0 && first == 0)
         first = rc;
     if ((rc = wd_conf_register_section("redis", wd_redis_conf_fields, wd_redis_conf_n_fields,
                                        sizeof(wd_redis_conf))) != 0 &&

@@ -54,6 +54,10 @@ static void fsm_on_uptime(uv_timer_t *t) {
 }
 
 static void fsm_deadline(sup_child *c, uint64_t ms) {
+    /* Timers count from the loop's cached time, taken when this iteration
+     * began; after a busy iteration that is already in the past and a
+     * backoff would end early. Refresh it so "restart in N ms" holds. */
+    uv_update_time(c->deadline.loop);
     uv_timer_start(&c->deadline, fsm_on_deadline, ms, 0);
 }
 
