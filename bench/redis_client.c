@@ -5,17 +5,28 @@
  *
  * The bench starts its own redis-server (from PATH) on a free loopback
  * port, without persistence. Each round runs, in turn:
- *   - the client: --ops SETs of "key:__rand_int__" = "xxx" (what
- *     redis-benchmark sends by default), then --ops GETs, keeping --inflight
- *     commands in flight on its one connection (a reply's callback sends the
- *     next command); requests per second from the first command to the last
- *     reply;
- *   - the reference: `redis-benchmark -P <inflight> -t set,get -n <ops> -q`
- *     (its defaults otherwise: 50 connections), whose SET and GET figures
- *     are read from its output; and the same with -c 1 (one connection, like
- *     the client) as a second reference.
- * Rounds alternate so machine noise hits both; the figures are medians over
- * --rounds. The aim is the client at 70 % or more of redis-benchmark.
+ *   - the client on one connection: --ops SETs of "key:__rand_int__" =
+ *     "xxx" (what redis-benchmark sends by default), then --ops GETs,
+ *     keeping --inflight commands in flight (a reply's callback sends the
+ *     next command); requests per second from the first command to the
+ *     last reply;
+ *   - the client on --clients connections (default 50, redis-benchmark's
+ *     own default): as many wd_redis clients on the one loop (one thread,
+ *     as redis-benchmark is), each keeping --inflight in flight, the --ops
+ *     shared among them;
+ *   - the reference: `redis-benchmark -P <inflight> -c <clients> -t set,get
+ *     -n <ops> -q`, whose SET and GET figures are read from its output; and
+ *     the same with -c 1 (one connection).
+ * Rounds alternate so machine noise hits all; the figures are medians over
+ * --rounds. The aim is the client at 70 % or more of redis-benchmark on
+ * equal terms: --clients connections x --inflight each side (50 x 16 by
+ * default, redis-benchmark's own -c and this bench's -P). Also printed: one
+ * connection against redis-benchmark -c 1 (equal terms again), and one
+ * connection against redis-benchmark's --clients (the figure this bench
+ * first reported). That last one is not like for like: on one connection
+ * the client and the server take turns (the next batch is sent when the
+ * last one is answered), while with 50 the server always has a batch to
+ * work on while the client handles another.
  *
  * Output: human-readable lines, then one JSON line. Exit 0 when it ran
  * (an aim missed is printed "not met"), 1 on a failure, 2 on a usage error. */
@@ -48,18 +59,25 @@
 #define RC_ROUNDS_MAX 50
 #define RC_INFLIGHT_DEFAULT 16
 #define RC_INFLIGHT_MAX 10000
+#define RC_CLIENTS_DEFAULT 50 /* redis-benchmark's default -c */
+#define RC_CLIENTS_MAX 200
 #define RC_AIM 0.70
 #define RC_READY_MS 5000
 #define RC_LINE_MAX 512
 #define RC_CMD_MAX 256
 #define RC_DIR_MAX 64
 
+/* One phase: every client's commands count into done/failed. */
 typedef struct {
-    uv_loop_t *loop;
+    uint64_t done, failed;
+    int last_error;
+} rc_total;
+
+typedef struct {
     wd_redis *r;
     bool is_set;
-    uint64_t target, issued, done, failed;
-    int last_error;
+    uint64_t target, issued; /* this client's share */
+    rc_total *t;
 } rc_run;
 
 static const char *const rc_set_argv[] = {"SET", "key:__rand_int__", "xxx"};
@@ -70,10 +88,10 @@ static void rc_issue(rc_run *b);
 static void rc_on_reply(wd_redis *r, const wd_redis_result *res, void *arg) {
     (void)r;
     rc_run *b = arg;
-    b->done++;
+    b->t->done++;
     if (res->status != 0) {
-        b->failed++;
-        b->last_error = res->status;
+        b->t->failed++;
+        b->t->last_error = res->status;
     }
     if (b->issued < b->target)
         rc_issue(b);
@@ -84,24 +102,33 @@ static void rc_issue(rc_run *b) {
     int rc = b->is_set ? wd_redis_command_argv(b->r, rc_on_reply, b, 3, rc_set_argv, NULL)
                        : wd_redis_command_argv(b->r, rc_on_reply, b, 2, rc_get_argv, NULL);
     if (rc != 0) {
-        b->done++;
-        b->failed++;
-        b->last_error = rc;
+        b->t->done++;
+        b->t->failed++;
+        b->t->last_error = rc;
     }
 }
 
-/* Requests per second of one phase, or -1 on a failure. */
-static double rc_phase(uv_loop_t *loop, wd_redis *r, bool is_set, uint64_t ops, int inflight) {
-    rc_run b = {.loop = loop, .r = r, .is_set = is_set, .target = ops};
+/* Requests per second of one phase on the first n clients of r (ops
+ * shared among them, each keeping inflight in flight), or -1 on a failure. */
+static double rc_phase(uv_loop_t *loop, wd_redis **r, int n, bool is_set, uint64_t ops,
+                       int inflight) {
+    rc_total t = {0};
+    rc_run b[RC_CLIENTS_MAX];
+    if (n < 1 || n > RC_CLIENTS_MAX)
+        return -1;
+    for (int i = 0; i < n; i++)
+        b[i] = (rc_run){.r = r[i], .is_set = is_set, .target = ops / (uint64_t)n, .t = &t};
+    b[0].target += ops % (uint64_t)n;
     uint64_t t0 = wd_clock_mono_ns();
-    for (int i = 0; i < inflight && b.issued < ops; i++)
-        rc_issue(&b);
-    while (b.done < ops)
+    for (int i = 0; i < n; i++)
+        for (int k = 0; k < inflight && b[i].issued < b[i].target; k++)
+            rc_issue(&b[i]);
+    while (t.done < ops)
         uv_run(loop, UV_RUN_ONCE);
     uint64_t ns = wd_clock_mono_ns() - t0;
-    if (b.failed > 0) {
+    if (t.failed > 0) {
         fprintf(stderr, RC_PROG ": %llu of %llu commands failed (last: %s)\n",
-                (unsigned long long)b.failed, (unsigned long long)ops, wd_strerror(b.last_error));
+                (unsigned long long)t.failed, (unsigned long long)ops, wd_strerror(t.last_error));
         return -1;
     }
     return (double)ops * 1e9 / (double)ns;
@@ -109,7 +136,12 @@ static double rc_phase(uv_loop_t *loop, wd_redis *r, bool is_set, uint64_t ops, 
 
 static void rc_tick(uv_timer_t *t) { (void)t; }
 
-static bool rc_ready(void *arg) { return wd_redis_get_state(arg) == WD_REDIS_READY; }
+static bool rc_ready(wd_redis **r, int n) {
+    for (int i = 0; i < n; i++)
+        if (wd_redis_get_state(r[i]) != WD_REDIS_READY)
+            return false;
+    return true;
+}
 
 static int rc_free_port(void) {
     struct sockaddr_in sa = {.sin_family = AF_INET};
@@ -145,8 +177,8 @@ static int rc_reference(int port, uint64_t ops, int inflight, int clients, doubl
                         double *get_rps) {
     char cmd[RC_CMD_MAX], line[RC_LINE_MAX];
     snprintf(cmd, sizeof cmd,
-             "redis-benchmark -h 127.0.0.1 -p %d -P %d -t set,get -n %llu -q%s 2>&1", port,
-             inflight, (unsigned long long)ops, clients == 1 ? " -c 1" : "");
+             "redis-benchmark -h 127.0.0.1 -p %d -P %d -c %d -t set,get -n %llu -q 2>&1", port,
+             inflight, clients, (unsigned long long)ops);
     FILE *fp = popen(cmd, "r");
     if (!fp)
         return -1;
@@ -179,7 +211,8 @@ static double rc_median(double *v, int n) {
 }
 
 static void usage(void) {
-    fprintf(stderr, "usage: " RC_PROG " [--ops N] [--rounds N] [--inflight N] [--bin-dir DIR]\n");
+    fprintf(stderr, "usage: " RC_PROG
+                    " [--ops N] [--rounds N] [--inflight N] [--clients N] [--bin-dir DIR]\n");
 }
 
 static int parse_num(const char *s, long max, long *out) {
@@ -194,12 +227,17 @@ static int parse_num(const char *s, long max, long *out) {
 
 int main(int argc, char **argv) {
     long ops = RC_OPS_DEFAULT, rounds = RC_ROUNDS_DEFAULT, inflight = RC_INFLIGHT_DEFAULT;
+    long clients = RC_CLIENTS_DEFAULT;
     for (int i = 1; i < argc; i++) {
         long *dst = strcmp(argv[i], "--ops") == 0        ? &ops
                     : strcmp(argv[i], "--rounds") == 0   ? &rounds
                     : strcmp(argv[i], "--inflight") == 0 ? &inflight
+                    : strcmp(argv[i], "--clients") == 0  ? &clients
                                                          : NULL;
-        long max = dst == &ops ? RC_OPS_MAX : dst == &rounds ? RC_ROUNDS_MAX : RC_INFLIGHT_MAX;
+        long max = dst == &ops        ? RC_OPS_MAX
+                   : dst == &rounds   ? RC_ROUNDS_MAX
+                   : dst == &clients  ? RC_CLIENTS_MAX
+                                      : RC_INFLIGHT_MAX;
         if (strcmp(argv[i], "--bin-dir") == 0 && i + 1 < argc) {
             i++; /* accepted for bench/run; this bench needs no warden binary */
         } else if (dst && i + 1 < argc && parse_num(argv[i + 1], max, dst) == 0) {
@@ -216,90 +254,113 @@ int main(int argc, char **argv) {
         perror(RC_PROG ": mkdtemp");
         return 1;
     }
-    int port = rc_free_port(), ret = 1;
+    int port = rc_free_port(), ret = 1, nc = (int)clients, nopen = 0;
     pid_t srv = port > 0 ? rc_start_server(port, dir) : -1;
     uv_loop_t loop;
     uv_loop_init(&loop);
     wd_metrics *reg = wd_metrics_new();
-    wd_redis *r = NULL;
+    wd_redis_metrics mset;
+    wd_redis *r[RC_CLIENTS_MAX] = {0};
     char err[256] = "", url[64];
-    double c_set[RC_ROUNDS_MAX], c_get[RC_ROUNDS_MAX], b_set[RC_ROUNDS_MAX], b_get[RC_ROUNDS_MAX];
-    double o_set[RC_ROUNDS_MAX], o_get[RC_ROUNDS_MAX];
+    /* per round: [0] one connection, [1] nc connections, [2] redis-benchmark
+     * -c nc, [3] redis-benchmark -c 1; each SET and GET */
+    double set[4][RC_ROUNDS_MAX], get[4][RC_ROUNDS_MAX];
     if (srv <= 0) {
         fprintf(stderr, RC_PROG ": cannot start redis-server\n");
+        goto out;
+    }
+    if (!reg || wd_redis_metrics_register(reg, &mset) != 0) {
+        fprintf(stderr, RC_PROG ": cannot register the metrics\n");
         goto out;
     }
     snprintf(url, sizeof url, "redis://127.0.0.1:%d", port);
     wd_redis_opts o;
     wd_redis_opts_default(&o);
     o.url = url;
-    o.metrics = reg;
+    o.metric_set = &mset; /* every client counts into the one registry */
     o.name = "bench";
     o.max_pending = (size_t)inflight + 16;
     o.reconnect_initial_ms = 20;
-    if (wd_redis_open(&loop, &o, &r, err, sizeof err) != 0) {
-        fprintf(stderr, RC_PROG ": %s\n", err);
-        goto out;
+    for (; nopen < nc; nopen++) {
+        if (wd_redis_open(&loop, &o, &r[nopen], err, sizeof err) != 0) {
+            fprintf(stderr, RC_PROG ": %s\n", err);
+            goto out;
+        }
     }
     uint64_t until = wd_clock_mono_ns() + RC_READY_MS * WD_NS_PER_MS;
     uv_timer_t tick;
     uv_timer_init(&loop, &tick);
-    /* a repeating tick bounds each UV_RUN_ONCE while the connection comes up */
+    /* a repeating tick bounds each UV_RUN_ONCE while the connections come up */
     uv_timer_start(&tick, rc_tick, 10, 10);
-    while (!rc_ready(r) && wd_clock_mono_ns() < until)
+    while (!rc_ready(r, nc) && wd_clock_mono_ns() < until)
         uv_run(&loop, UV_RUN_ONCE);
     uv_timer_stop(&tick);
     uv_close((uv_handle_t *)&tick, NULL);
-    if (!rc_ready(r)) {
+    if (!rc_ready(r, nc)) {
         fprintf(stderr, RC_PROG ": redis-server on port %d did not come up\n", port);
         goto out;
     }
-    printf("redis-server on 127.0.0.1:%d; %ld ops per phase, %ld in flight, %ld rounds\n", port,
-           ops, inflight, rounds);
+    printf("redis-server on 127.0.0.1:%d; %ld ops per phase, %ld in flight per connection, "
+           "%d connections, %ld rounds\n",
+           port, ops, inflight, nc, rounds);
     /* a warm-up phase, not counted */
-    if (rc_phase(&loop, r, true, (uint64_t)ops / 10 + 1, (int)inflight) < 0)
+    if (rc_phase(&loop, r, nc, true, (uint64_t)ops / 10 + 1, (int)inflight) < 0)
         goto out;
     for (int i = 0; i < rounds; i++) {
-        c_set[i] = rc_phase(&loop, r, true, (uint64_t)ops, (int)inflight);
-        c_get[i] = rc_phase(&loop, r, false, (uint64_t)ops, (int)inflight);
-        if (c_set[i] < 0 || c_get[i] < 0)
-            goto out;
-        if (rc_reference(port, (uint64_t)ops, (int)inflight, 50, &b_set[i], &b_get[i]) != 0 ||
-            rc_reference(port, (uint64_t)ops, (int)inflight, 1, &o_set[i], &o_get[i]) != 0) {
+        for (int k = 0; k < 2; k++) {
+            int n = k == 0 ? 1 : nc;
+            set[k][i] = rc_phase(&loop, r, n, true, (uint64_t)ops, (int)inflight);
+            get[k][i] = rc_phase(&loop, r, n, false, (uint64_t)ops, (int)inflight);
+            if (set[k][i] < 0 || get[k][i] < 0)
+                goto out;
+        }
+        if (rc_reference(port, (uint64_t)ops, (int)inflight, nc, &set[2][i], &get[2][i]) != 0 ||
+            rc_reference(port, (uint64_t)ops, (int)inflight, 1, &set[3][i], &get[3][i]) != 0) {
             fprintf(stderr, RC_PROG ": redis-benchmark failed or printed no figures\n");
             goto out;
         }
-        printf("round %d: client SET %.0f GET %.0f | redis-benchmark SET %.0f GET %.0f | "
-               "redis-benchmark -c 1 SET %.0f GET %.0f (requests/s)\n",
-               i + 1, c_set[i], c_get[i], b_set[i], b_get[i], o_set[i], o_get[i]);
+        printf("round %d: client x1 SET %.0f GET %.0f | client x%d SET %.0f GET %.0f | "
+               "redis-benchmark -c %d SET %.0f GET %.0f | redis-benchmark -c 1 SET %.0f GET %.0f "
+               "(requests/s)\n",
+               i + 1, set[0][i], get[0][i], nc, set[1][i], get[1][i], nc, set[2][i], get[2][i],
+               set[3][i], get[3][i]);
     }
-    int n = (int)rounds;
-    double cs = rc_median(c_set, n), cg = rc_median(c_get, n), bs = rc_median(b_set, n),
-           bg = rc_median(b_get, n), os = rc_median(o_set, n), og = rc_median(o_get, n);
-    double rs = cs / bs, rg = cg / bg, ratio = fmin(rs, rg);
-    printf("median requests/s    client   redis-benchmark   ratio   redis-benchmark -c 1   ratio\n");
-    printf("SET              %9.0f   %15.0f   %5.2f   %20.0f   %5.2f\n", cs, bs, rs, os, cs / os);
-    printf("GET              %9.0f   %15.0f   %5.2f   %20.0f   %5.2f\n", cg, bg, rg, og, cg / og);
-    printf("aim: client >= %.0f%% of redis-benchmark: %s (%.0f%%)\n", RC_AIM * 100,
-           ratio >= RC_AIM ? "met" : "not met", ratio * 100);
+    double ms[4], mg[4];
+    for (int k = 0; k < 4; k++) {
+        ms[k] = rc_median(set[k], (int)rounds);
+        mg[k] = rc_median(get[k], (int)rounds);
+    }
+    /* the aim: nc connections against redis-benchmark's nc, both x inflight */
+    double rs = ms[1] / ms[2], rg = mg[1] / mg[2], ratio = fmin(rs, rg);
+    double r1 = fmin(ms[0] / ms[3], mg[0] / mg[3]);  /* one connection each */
+    double r1n = fmin(ms[0] / ms[2], mg[0] / mg[2]); /* one against nc */
+    printf("median requests/s   client x1   client x%-3d   redis-benchmark -c %-3d   "
+           "redis-benchmark -c 1\n",
+           nc, nc);
+    printf("SET               %9.0f   %11.0f   %22.0f   %20.0f\n", ms[0], ms[1], ms[2], ms[3]);
+    printf("GET               %9.0f   %11.0f   %22.0f   %20.0f\n", mg[0], mg[1], mg[2], mg[3]);
+    printf("ratio, %d connections each (the aim): SET %.2f GET %.2f\n", nc, rs, rg);
+    printf("ratio, 1 connection each: %.2f; 1 connection against %d: %.2f\n", r1, nc, r1n);
+    printf("aim: client >= %.0f%% of redis-benchmark (-P %ld, %d connections each): %s (%.0f%%)\n",
+           RC_AIM * 100, inflight, nc, ratio >= RC_AIM ? "met" : "not met", ratio * 100);
     json_t *j = json_pack(
-        "{s:s,s:I,s:I,s:I,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:b}", "bench", RC_PROG, "ops",
-        (json_int_t)ops, "inflight", (json_int_t)inflight, "rounds", (json_int_t)rounds,
-        "client_set_rps", round(cs), "client_get_rps", round(cg), "redis_benchmark_set_rps",
-        round(bs), "redis_benchmark_get_rps", round(bg), "redis_benchmark_c1_set_rps", round(os),
-        "redis_benchmark_c1_get_rps", round(og), "ratio_set", round(rs * 1000) / 1000,
-        "ratio_get", round(rg * 1000) / 1000, "ratio", round(ratio * 1000) / 1000, "aim",
-        RC_AIM, "aim_met", ratio >= RC_AIM);
-    char *s = json_dumps(j, JSON_COMPACT);
-    printf("%s\n", s);
-    free(s);
+        "{s:s,s:I,s:I,s:I,s:I,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:b}", "bench",
+        RC_PROG, "ops", (json_int_t)ops, "inflight", (json_int_t)inflight, "clients",
+        (json_int_t)nc, "rounds", (json_int_t)rounds, "client_set_rps", round(ms[0]),
+        "client_get_rps", round(mg[0]), "client_n_set_rps", round(ms[1]), "client_n_get_rps",
+        round(mg[1]), "redis_benchmark_set_rps", round(ms[2]), "redis_benchmark_get_rps",
+        round(mg[2]), "redis_benchmark_c1_set_rps", round(ms[3]), "redis_benchmark_c1_get_rps",
+        round(mg[3]), "ratio_set", round(rs * 1000) / 1000, "ratio_get", round(rg * 1000) / 1000,
+        "ratio", round(ratio * 1000) / 1000, "ratio_c1", round(r1 * 1000) / 1000,
+        "ratio_1_vs_n", round(r1n * 1000) / 1000, "aim", RC_AIM, "aim_met", ratio >= RC_AIM);
+    char *js = json_dumps(j, JSON_COMPACT);
+    printf("%s\n", js);
+    free(js);
     json_decref(j);
     ret = 0;
 out:
-    if (r) {
-        wd_redis_close(r, NULL, NULL);
-        uv_run(&loop, UV_RUN_DEFAULT);
-    }
+    for (int i = 0; i < nopen; i++)
+        wd_redis_close(r[i], NULL, NULL);
     uv_run(&loop, UV_RUN_DEFAULT);
     uv_loop_close(&loop);
     wd_metrics_free(reg);

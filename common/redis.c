@@ -32,6 +32,7 @@ static void maybe_free(wd_redis *r) {
         return;
     if (r->close_cb)
         r->close_cb(r, r->close_arg);
+    rds_free_spares(r);
     memset(r->password, 0, sizeof r->password);
     free(r);
 }
@@ -79,7 +80,11 @@ static void idle_cb(uv_idle_t *h) {
         close_now(r);
         return;
     }
-    if (r->done.n == 0 && !r->cmd.drop_requested && !r->sub.drop_requested)
+    /* Last: the commands queued by the callbacks above go in the same write. */
+    rds_conn_flush(&r->cmd);
+    rds_conn_flush(&r->sub);
+    /* (a callback run by a failed flush may have closed the client) */
+    if (r->done.n == 0 && !r->cmd.drop_requested && !r->sub.drop_requested && !r->closing)
         uv_idle_stop(&r->idle);
 }
 

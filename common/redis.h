@@ -16,6 +16,12 @@
  *    with command_timeout_ms from submission. Commands submitted while the
  *    connection is being made wait for it (within their timeout); while the
  *    client is waiting to reconnect they fail at once with WD_EUNAVAIL.
+ *    Nothing is written inside wd_redis_command: the commands queued in
+ *    one loop iteration leave together in one write, at the end of the
+ *    read whose callbacks queued them, or else from the client's idle
+ *    handle (on the loop's next idle phase, which comes before it waits
+ *    for I/O again): a caller that pipelines pays one system call per
+ *    batch, not per command.
  *  - Timeouts: hiredis 0.14 cannot cancel one async command, and a reply
  *    that is late is still coming: the only way to stay in step with the
  *    server is to drop the connection. So a command that times out gets

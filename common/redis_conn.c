@@ -20,33 +20,30 @@
 
 #define RDS_ATTEMPT_MAX 64 /* the delay is capped long before this */
 
-/* ---- the libuv adapter, with its error path fixed and its polls cut ----
+/* ---- the libuv adapter, with its error path fixed and its writes batched ----
  *
  * hiredis 0.14's adapter returns from its poll callback when libuv reports
  * an error status (libuv does so for POLLERR: a refused connect, a reset),
  * and libuv has stopped the handle by then: hiredis never hears of the
- * error and the connection hangs until a timeout. These hooks wrap the
- * adapter's own and only swap in a poll callback that hands an error to
- * hiredis as readiness, so its read or connect check sees the error. */
+ * error and the connection hangs until a timeout. rds_poll_cb hands an
+ * error to hiredis as readiness instead, so its read or connect check sees
+ * it.
+ *
+ * Writes: the adapter arms UV_WRITABLE for every command queued and drops
+ * it once the output buffer is written, and libuv's uv_poll_start takes
+ * the fd out of epoll and puts it back each time: with pipelining that was
+ * four epoll_ctl and a second epoll_wait for every batch of commands, more
+ * system calls than the read and the write themselves. On a connected
+ * socket the buffer is now written without asking epoll first, once per
+ * batch: at the end of the poll callback (the replies just read queued the
+ * next commands), or from the client's idle handle for commands queued
+ * anywhere else (a timer, the caller's own code). UV_WRITABLE is armed
+ * only while connecting (hiredis learns of the connect that way) and after
+ * a partial write, until the socket drains; read interest stays armed for
+ * the connection's life, so the poll is touched only on those edges. */
 
-static void rds_poll_cb(uv_poll_t *h, int status, int events) {
-    redisLibuvEvents *p = h->data;
-    if (status < 0)
-        events = UV_READABLE | UV_WRITABLE;
-    if (p->context != NULL && (events & UV_READABLE))
-        redisAsyncHandleRead(p->context);
-    if (p->context != NULL && (events & UV_WRITABLE))
-        redisAsyncHandleWrite(p->context);
-    /* libuv stopped the handle on the error; resume if hiredis kept it. */
-    if (status < 0 && p->context != NULL && p->events)
-        uv_poll_start(&p->handle, p->events, rds_poll_cb);
-}
+static void rds_poll_cb(uv_poll_t *h, int status, int events);
 
-/* The adapter's own add/del hooks call uv_poll_start on every call, and
- * libuv's uv_poll_start removes the fd from epoll and adds it back: two
- * system calls for each command written. These do the same bookkeeping on
- * the adapter's struct but touch the poll only when the set of events
- * changes. */
 static void rds_poll_set(redisLibuvEvents *p, int events) {
     if (events == p->events)
         return;
@@ -57,9 +54,65 @@ static void rds_poll_set(redisLibuvEvents *p, int events) {
         uv_poll_stop(&p->handle);
 }
 
+/* Writes what hiredis has buffered for c, now. Not inside a hiredis
+ * callback (an I/O error frees the context from here). */
+void rds_conn_flush(wd_redis_conn *c) {
+    redisAsyncContext *ac = c->ac;
+    if (!c->flush_pending)
+        return;
+    c->flush_pending = false;
+    if (!ac || !(ac->c.flags & REDIS_CONNECTED))
+        return;
+    if (((redisLibuvEvents *)ac->ev.data)->events & UV_WRITABLE)
+        return; /* a partial write is waiting for the socket: the poll writes */
+    c->in_flush = true;
+    redisAsyncHandleWrite(ac); /* not all written: ev_add_write arms UV_WRITABLE */
+    c->in_flush = false;
+}
+
+static void rds_poll_cb(uv_poll_t *h, int status, int events) {
+    redisLibuvEvents *p = h->data;
+    wd_redis_conn *c = p->context ? p->context->data : NULL;
+    if (status < 0)
+        events = UV_READABLE | UV_WRITABLE;
+    if (c)
+        c->in_poll = true;
+    if (p->context != NULL && (events & UV_READABLE))
+        redisAsyncHandleRead(p->context);
+    if (p->context != NULL && (events & UV_WRITABLE))
+        redisAsyncHandleWrite(p->context);
+    if (c) {
+        c->in_poll = false;
+        /* the commands the replies' callbacks queued: one write for all */
+        if (p->context != NULL)
+            rds_conn_flush(c);
+    }
+    /* libuv stopped the handle on the error; resume if hiredis kept it. */
+    if (status < 0 && p->context != NULL && p->events)
+        uv_poll_start(&p->handle, p->events, rds_poll_cb);
+}
+
 static void ev_add_read(void *p) { rds_poll_set(p, ((redisLibuvEvents *)p)->events | UV_READABLE); }
 static void ev_del_read(void *p) { rds_poll_set(p, ((redisLibuvEvents *)p)->events & ~UV_READABLE); }
-static void ev_add_write(void *p) { rds_poll_set(p, ((redisLibuvEvents *)p)->events | UV_WRITABLE); }
+
+/* hiredis has output buffered (a command was queued, or a write was
+ * partial). */
+static void ev_add_write(void *priv) {
+    redisLibuvEvents *p = priv;
+    redisAsyncContext *ac = p->context;
+    wd_redis_conn *c = ac ? ac->data : NULL;
+    if (!c || !(ac->c.flags & REDIS_CONNECTED) || c->in_flush) {
+        /* connecting, or the socket is full: wait for it to be writable */
+        rds_poll_set(p, p->events | UV_WRITABLE);
+        return;
+    }
+    if ((p->events & UV_WRITABLE) || c->flush_pending)
+        return; /* a write is due already */
+    c->flush_pending = true;
+    if (!c->in_poll) /* else the poll callback writes when hiredis returns */
+        rds_kick(c->r);
+}
+
 static void ev_del_write(void *p) {
     rds_poll_set(p, ((redisLibuvEvents *)p)->events & ~UV_WRITABLE);
 }
@@ -131,6 +184,7 @@ void rds_conn_lost(wd_redis_conn *c, const char *why) {
     if (!c->ac)
         return;
     c->ac = NULL;
+    c->flush_pending = false;
     bool was_ready = c->state == WD_REDIS_READY;
     copy_error(c, why);
     uv_timer_stop(&c->connect_timer);
@@ -309,6 +363,7 @@ static void connect_ip(wd_redis_conn *c, const char *ip) {
     redisAsyncSetConnectCallback(ac, on_connect);
     redisAsyncSetDisconnectCallback(ac, on_disconnect);
     c->ac = ac;
+    c->flush_pending = false;
     c->hs_pending = 0;
     /* Queued now, written once the socket connects, in this order, before
      * anything else. */

@@ -13,6 +13,7 @@
 #define WD_REDIS_CMDNAME_MAX 31   /* command label; longer names count as "other" */
 #define WD_REDIS_CMDCACHE 16      /* command name -> counter series, per client */
 #define WD_REDIS_IP_MAX 64        /* a numeric address, v6 included */
+#define WD_REDIS_REQ_CACHE 64     /* finished requests kept for reuse, per client */
 
 typedef struct wd_redis_req wd_redis_req;
 typedef struct wd_redis_conn wd_redis_conn;
@@ -33,8 +34,9 @@ struct wd_redis_req {
     wd_redis *r;
     wd_redis_cb cb;
     void *arg;
-    char *cmd; /* formatted (RESP), until written; redisFreeCommand() */
+    char *cmd; /* formatted (RESP), until written */
     size_t cmdlen;
+    bool cmd_sds; /* cmd is an sds string (redisFreeSdsCommand), else malloc'd */
     uint64_t gen;      /* breaker generation */
     bool admitted;     /* the breaker admitted it: its result must be recorded */
     bool finished;     /* the user callback ran (timeout); hiredis still owns it */
@@ -57,6 +59,9 @@ struct wd_redis_conn {
     bool dropping;         /* inside conn_drop: NULL replies carry its reason */
     bool drop_requested;   /* drop from the idle handle (not inside hiredis) */
     bool ping_outstanding;
+    /* Batched writes (redis_conn.c): hiredis has output the next flush
+     * writes; inside this connection's poll callback; inside a flush. */
+    bool flush_pending, in_poll, in_flush;
     uint64_t ping_sent_ns;
     uv_getaddrinfo_t *gai; /* current lookup, or NULL; owned by the lookup */
     uv_timer_t connect_timer, reconnect_timer, ping_timer, timeout_timer;
@@ -95,6 +100,8 @@ struct wd_redis {
     wd_redis_list done; /* failed before any I/O, callback due from the idle handle */
     uv_idle_t idle;     /* runs deferred work: callbacks, drops, close */
     uint32_t nreqs;     /* requests alive (queued, in flight, done) */
+    wd_redis_req *spare; /* finished requests for reuse (next-linked): no malloc per command */
+    uint32_t nspare;
 
     wd_redis_sub subs[WD_REDIS_SUBS_MAX];
     char health_channel[WD_REDIS_HEALTH_CHANNEL_MAX + 1];
@@ -133,6 +140,7 @@ void rds_conn_drop(wd_redis_conn *c, const char *why); /* never inside hiredis *
 void rds_conn_lost(wd_redis_conn *c, const char *why);
 void rds_conn_pong(wd_redis_conn *c);
 void rds_conn_close(wd_redis_conn *c);
+void rds_conn_flush(wd_redis_conn *c); /* writes what hiredis buffered; never inside hiredis */
 void rds_kick(wd_redis *r);
 void rds_timer_close(wd_redis *r, uv_timer_t *t);
 void rds_gai_done(wd_redis *r); /* redis.c: a lookup ended */
@@ -146,6 +154,7 @@ void rds_arm_timeout(wd_redis_conn *c);
 void rds_timeout_cb(uv_timer_t *t);
 void rds_deliver_done(wd_redis *r, bool all);
 void rds_count_error(wd_redis *r, wd_errclass cls);
+void rds_free_spares(wd_redis *r);
 
 /* redis_sub.c */
 void rds_sub_resubscribe(wd_redis_conn *c);

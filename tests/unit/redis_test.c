@@ -256,6 +256,112 @@ static void test_binary_args(void **state) {
     run_cmd(f, &res, "DEL %s", f->key);
 }
 
+/* ---- writes: larger than the socket takes at once, and chained ---- */
+
+#define BIG_LEN (8u << 20) /* far more than a loopback socket buffers */
+#define N_CHAIN 500
+
+typedef struct {
+    int n, ok;
+    size_t len;
+    bool same;
+    const char *want;
+} big_t;
+
+static void on_big(wd_redis *r, const wd_redis_result *res, void *arg) {
+    (void)r;
+    big_t *b = arg;
+    b->n++;
+    if (res->status != 0)
+        return;
+    b->ok++;
+    if (res->reply->type == REDIS_REPLY_STRING) {
+        b->len = res->reply->len;
+        b->same = b->want && res->reply->len == BIG_LEN &&
+                  memcmp(res->reply->str, b->want, BIG_LEN) == 0;
+    }
+}
+static bool big_done4(void *arg) { return ((big_t *)arg)->n == 4; }
+static bool big_done1(void *arg) { return ((big_t *)arg)->n == 1; }
+
+typedef struct {
+    int n, ok, in_order;
+    const char *key;
+} chain_t;
+
+/* Each reply's callback sends the next command: these are written by the
+ * client at the end of the read, not from its idle handle. */
+static void on_chain(wd_redis *r, const wd_redis_result *res, void *arg) {
+    chain_t *c = arg;
+    c->n++;
+    if (res->status == 0 && res->reply->type == REDIS_REPLY_INTEGER) {
+        c->ok++;
+        if (res->reply->integer == c->n)
+            c->in_order++;
+    }
+    if (c->n < N_CHAIN)
+        assert_int_equal(wd_redis_command(r, on_chain, c, "INCR %s", c->key), 0);
+}
+static bool chain_done(void *arg) { return ((chain_t *)arg)->n == N_CHAIN; }
+
+static void test_big_and_chained_writes(void **state) {
+    fx *f = *state;
+    NEED_REDIS(f);
+    wd_redis_opts o;
+    base_opts(f, &o);
+    open_client(f, &o);
+    assert_true(run_until(&f->loop, is_ready, f->r, WAIT_MS));
+    char *val = malloc(BIG_LEN);
+    assert_non_null(val);
+    for (size_t i = 0; i < BIG_LEN; i++)
+        val[i] = (char)(i * 31 + (i >> 13));
+    char key2[KEY_MAX + 8];
+    snprintf(key2, sizeof key2, "%s:n", f->key);
+    res_t res;
+    run_cmd(f, &res, "DEL %s %s", f->key, key2);
+    /* One SET that needs many partial writes (argv path), and commands
+     * queued behind it while the rest of it waits for the socket. */
+    const char *argv[] = {"SET", f->key, val};
+    size_t lens[] = {3, strlen(f->key), BIG_LEN};
+    big_t b = {0};
+    assert_int_equal(wd_redis_command_argv(f->r, on_big, &b, 3, argv, lens), 0);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(wd_redis_command(f->r, on_big, &b, "INCR %s", key2), 0);
+    assert_true(run_until(&f->loop, big_done4, &b, WAIT_MS));
+    assert_int_equal(b.ok, 4);
+    run_cmd(f, &res, "STRLEN %s", f->key);
+    assert_int_equal(res.integer, BIG_LEN);
+    run_cmd(f, &res, "GET %s", key2);
+    assert_memory_equal(res.str, "3", 1);
+    /* the same through a format (the malloc'd command path), read back whole */
+    val[0] ^= 0x5a;
+    memset(&b, 0, sizeof b);
+    assert_int_equal(wd_redis_command(f->r, on_big, &b, "SET %s %b", f->key, val, (size_t)BIG_LEN),
+                     0);
+    assert_true(run_until(&f->loop, big_done1, &b, WAIT_MS));
+    assert_int_equal(b.ok, 1);
+    memset(&b, 0, sizeof b);
+    b.want = val;
+    assert_int_equal(wd_redis_command(f->r, on_big, &b, "GET %s", f->key), 0);
+    assert_true(run_until(&f->loop, big_done1, &b, WAIT_MS));
+    assert_int_equal(b.len, BIG_LEN);
+    assert_true(b.same);
+    free(val);
+
+    chain_t c = {.key = key2};
+    run_cmd(f, &res, "DEL %s", key2);
+    assert_int_equal(wd_redis_command(f->r, on_chain, &c, "INCR %s", key2), 0);
+    assert_true(run_until(&f->loop, chain_done, &c, WAIT_MS));
+    assert_int_equal(c.ok, N_CHAIN);
+    assert_int_equal(c.in_order, N_CHAIN);
+    wd_redis_stats st;
+    wd_redis_get_stats(f->r, &st);
+    assert_int_equal(st.inflight, 0);
+    assert_int_equal(st.failed, 0);
+    run_cmd(f, &res, "DEL %s %s", f->key, key2);
+    assert_int_equal(res.integer, 2);
+}
+
 typedef struct {
     int n, ok, in_order;
     long long last;
@@ -692,6 +798,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_commands_and_metrics, setup, teardown),
         cmocka_unit_test_setup_teardown(test_binary_args, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pipelining, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_big_and_chained_writes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_error_reply_not_breaker_failure, setup, teardown),
         cmocka_unit_test_setup_teardown(test_command_timeout, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pubsub, setup, teardown),
