@@ -253,8 +253,8 @@ def test_redis_killed_and_restarted_during_replay(warden, tmp_path, redis_privat
         q = warden.ctl("call", "agg", "quote", "symbol=MSFT")
         b = redis_private.cli("HGET", "md:last:MSFT", "bid")
         return b and abs(float(b) - q["bid"]) <= 0.02
-    warden.wait_until(redis_matches, 10, "md:last:MSFT to match the aggregator")
-    assert time.monotonic() - t_back < 5 + MARGIN_S
+    warden.wait_until(redis_matches, 15, "md:last:MSFT to match the aggregator")
+    assert time.monotonic() - t_back < 10 + MARGIN_S  # a few seconds; generous for a loaded CI machine
     a = warden.status("agg")
     assert a["pid"] == pid and a["state"] == "RUNNING", a
     st = stats(warden)["redis"]
