@@ -16,12 +16,14 @@
 #ifndef WD_BUS_H
 #define WD_BUS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
 
 #define BUS_PEER_UNKNOWN UINT64_MAX
-#define BUS_REP_CONTEXTS 8 /* concurrent requests a REP server holds */
+#define BUS_REP_CONTEXTS 8 /* concurrent requests a REP server holds (bus_rep_open) */
+#define BUS_REP_CONTEXTS_MAX 1024 /* bus_rep_opts.contexts upper bound */
 
 /* ---- REP server (control.sock, worker-NAME.sock), nng_ctx + nng_aio ---- */
 typedef struct bus_rep bus_rep;
@@ -35,6 +37,23 @@ typedef void (*bus_rep_cb)(void *arg, bus_rep_request *req, const void *buf, siz
 
 int bus_rep_open(uv_loop_t *loop, const char *url, int mode, bus_rep_cb cb, void *arg,
                  bus_rep **out, char *err, size_t errlen);
+/* Options of bus_rep_open_opts; zeroed is bus_rep_open's behaviour. */
+typedef struct {
+    /* Requests held at once, 1..BUS_REP_CONTEXTS_MAX; 0: BUS_REP_CONTEXTS.
+     * A server that answers later (after a store round trip) holds as many
+     * as it wants in flight: requests beyond them wait in nng unread. */
+    unsigned contexts;
+    /* The callback gets BUS_PEER_UNKNOWN for uid and pid: two lookups
+     * (getsockopt) fewer per request, for a server that never asks. */
+    bool no_peer;
+} bus_rep_opts;
+
+/* bus_rep_open with options (opts may be NULL). WD_EINVAL (err says which)
+ * for contexts out of range. */
+int bus_rep_open_opts(uv_loop_t *loop, const char *url, int mode, const bus_rep_opts *opts,
+                      bus_rep_cb cb, void *arg, bus_rep **out, char *err, size_t errlen);
+/* Requests the server holds at once (its contexts). */
+unsigned bus_rep_contexts(const bus_rep *rep);
 /* Consumes the request even on error (WD_ETOOBIG over PROTO_MSG_MAX, WD_ENOMEM:
  * the requester then gets no reply); WD_ECLOSED after bus_rep_close. */
 int bus_rep_reply(bus_rep_request *req, const void *buf, size_t len);

@@ -1,10 +1,20 @@
-/* bus REP server: BUS_REP_CONTEXTS nng contexts, each cycling
+/* bus REP server: n nng contexts (BUS_REP_CONTEXTS unless bus_rep_opts
+ * says otherwise), each cycling
  * recv -> (loop thread) user callback -> reply send -> recv.
  *
  * A plain non-blocking send on a REP socket can fail and lose the reply, so
  * every reply goes out through its context's aio. The aio callbacks run on
- * nng's threads: they only queue the context and wake the loop (uv_async);
- * the loop thread does every state change and every user callback. */
+ * nng's threads. A completed receive is queued for the loop (uv_async),
+ * which runs the user callback; the context then belongs to the loop until
+ * bus_rep_reply hands it back to nng with the send.
+ *
+ * A completed send re-arms the receive right there on the nng thread
+ * instead of going through the loop: that is a context nng owns going from
+ * one nng operation to the next, no user state. Measured with the
+ * notifier's benchmark, the round trip through the loop cost one more nng
+ * call on the loop thread per request (its lock, often a wake-up of an nng
+ * thread that then preempted the loop) and a loop wake-up. Both sides take
+ * rep->mtx, and a dead server (closed) re-arms nothing. */
 #include "bus_int.h"
 #include "log.h"
 #include "proto.h"
@@ -29,7 +39,10 @@ struct bus_rep_request {
     nng_ctx ctx;
     nng_aio *aio;
     nng_msg *msg; /* the request while REQ_USER; its body is what the user got */
-    rep_req_state state;
+    /* Written by the loop (RECV -> USER -> SEND) and by nng threads (SEND ->
+     * RECV, SEND -> IDLE, under rep->mtx); atomic for the readers of the
+     * other side. */
+    _Atomic(rep_req_state) state;
     bus_rep_request *next_done; /* completion queue link (under rep->mtx) */
 };
 
@@ -46,17 +59,44 @@ struct bus_rep {
     bus_rep_cb cb;
     void *arg;
     bool closing;
+    bool no_peer; /* the user does not want uid/pid: not looked up */
     int n_aios; /* aios allocated so far (for a partial open) */
-    bus_rep_request reqs[BUS_REP_CONTEXTS];
+    int n_reqs; /* contexts */
+    bus_rep_request reqs[]; /* n_reqs */
 };
 
-/* nng thread: queue and wake the loop, nothing more. The wake-up is under
- * the mutex so that it can never follow the async handle's uv_close. */
+/* nng thread, a reply's send ended: the context receives again (the loop
+ * has nothing to do with it). Under rep->mtx with the server alive. */
+static void rep_sent(bus_rep_request *req) {
+    int rv = nng_aio_result(req->aio);
+    nng_msg *m;
+    if (rv != 0) {
+        /* On failure the message stays with the aio (and with us). */
+        if ((m = nng_aio_get_msg(req->aio)) != NULL)
+            nng_msg_free(m);
+        nng_aio_set_msg(req->aio, NULL);
+        if (rv == NNG_ECLOSED || rv == NNG_ECANCELED) {
+            req->state = REQ_IDLE;
+            return;
+        }
+        wd_debug("bus rep: reply not sent: %s", nng_strerror(rv));
+    }
+    /* nng never runs the callback from inside nng_ctx_recv (it goes
+     * through its task queue), so holding rep->mtx here cannot deadlock. */
+    req->state = REQ_RECV;
+    nng_ctx_recv(req->ctx, req->aio);
+}
+
+/* nng thread: a receive ended: queue and wake the loop, nothing more; a
+ * send ended: receive again (rep_sent). The wake-up is under the mutex so
+ * that it can never follow the async handle's uv_close. */
 static void rep_aio_cb(void *arg) {
     bus_rep_request *req = arg;
     bus_rep *rep = req->rep;
     pthread_mutex_lock(&rep->mtx);
-    if (!rep->dead) {
+    if (!rep->dead && req->state == REQ_SEND) {
+        rep_sent(req);
+    } else if (!rep->dead) {
         req->next_done = NULL;
         if (rep->done_tail != NULL)
             rep->done_tail->next_done = req;
@@ -104,23 +144,14 @@ static void rep_complete(bus_rep *rep, bus_rep_request *req) {
         nng_aio_set_msg(req->aio, NULL);
         req->msg = m;
         req->state = REQ_USER;
-        rep->cb(rep->arg, req, nng_msg_body(m), nng_msg_len(m),
-                bus_msg_peer(m, NNG_OPT_IPC_PEER_UID), bus_msg_peer(m, NNG_OPT_IPC_PEER_PID));
+        if (rep->no_peer)
+            rep->cb(rep->arg, req, nng_msg_body(m), nng_msg_len(m), BUS_PEER_UNKNOWN,
+                    BUS_PEER_UNKNOWN);
+        else
+            rep->cb(rep->arg, req, nng_msg_body(m), nng_msg_len(m),
+                    bus_msg_peer(m, NNG_OPT_IPC_PEER_UID), bus_msg_peer(m, NNG_OPT_IPC_PEER_PID));
         return;
-    case REQ_SEND:
-        if (rv != 0) {
-            /* On failure the message stays with the aio (and with us). */
-            if ((m = nng_aio_get_msg(req->aio)) != NULL)
-                nng_msg_free(m);
-            nng_aio_set_msg(req->aio, NULL);
-            if (rv == NNG_ECLOSED || rv == NNG_ECANCELED) {
-                req->state = REQ_IDLE;
-                return;
-            }
-            wd_debug("bus rep: reply not sent: %s", nng_strerror(rv));
-        }
-        rep_start_recv(req);
-        return;
+    case REQ_SEND: /* not reachable: rep_sent handles it on the nng thread */
     case REQ_IDLE:
     case REQ_USER:
         return; /* not reachable: only RECV and SEND have operations */
@@ -151,17 +182,32 @@ static void rep_free_sync(bus_rep *rep) {
 
 int bus_rep_open(uv_loop_t *loop, const char *url, int mode, bus_rep_cb cb, void *arg,
                  bus_rep **out, char *err, size_t errlen) {
+    return bus_rep_open_opts(loop, url, mode, NULL, cb, arg, out, err, errlen);
+}
+
+unsigned bus_rep_contexts(const bus_rep *rep) { return rep ? (unsigned)rep->n_reqs : 0; }
+
+int bus_rep_open_opts(uv_loop_t *loop, const char *url, int mode, const bus_rep_opts *opts,
+                      bus_rep_cb cb, void *arg, bus_rep **out, char *err, size_t errlen) {
     int rc, rv;
     if (loop == NULL || url == NULL || cb == NULL || out == NULL) {
         bus_seterr(err, errlen, "bus_rep_open: missing argument");
         return WD_EINVAL;
     }
-    bus_rep *rep = calloc(1, sizeof *rep);
+    unsigned contexts = opts && opts->contexts ? opts->contexts : BUS_REP_CONTEXTS;
+    if (contexts > BUS_REP_CONTEXTS_MAX) {
+        bus_seterr(err, errlen, "%s: contexts must be at most %d, not %u", url,
+                   BUS_REP_CONTEXTS_MAX, contexts);
+        return WD_EINVAL;
+    }
+    bus_rep *rep = calloc(1, sizeof *rep + contexts * sizeof rep->reqs[0]);
     if (rep == NULL) {
         bus_seterr(err, errlen, "%s: out of memory", url);
         return WD_ENOMEM;
     }
     rep->loop = loop;
+    rep->n_reqs = (int)contexts;
+    rep->no_peer = opts && opts->no_peer;
     rep->cb = cb;
     rep->arg = arg;
     pthread_mutex_init(&rep->mtx, NULL);
@@ -173,7 +219,7 @@ int bus_rep_open(uv_loop_t *loop, const char *url, int mode, bus_rep_cb cb, void
     }
     if ((rc = bus_sock_setup(rep->sock, url, err, errlen)) != 0)
         goto fail;
-    for (int i = 0; i < BUS_REP_CONTEXTS; i++) {
+    for (int i = 0; i < rep->n_reqs; i++) {
         bus_rep_request *req = &rep->reqs[i];
         req->rep = rep;
         if ((rv = nng_ctx_open(&req->ctx, rep->sock)) != 0 ||
@@ -199,7 +245,7 @@ int bus_rep_open(uv_loop_t *loop, const char *url, int mode, bus_rep_cb cb, void
     rep->watchdog.data = rep;
     uv_timer_start(&rep->watchdog, rep_watchdog_cb, BUS_LSN_TICK_MS, BUS_LSN_TICK_MS);
     uv_unref((uv_handle_t *)&rep->watchdog); /* never keeps the loop alive alone */
-    for (int i = 0; i < BUS_REP_CONTEXTS; i++)
+    for (int i = 0; i < rep->n_reqs; i++)
         rep_start_recv(&rep->reqs[i]);
     *out = rep;
     return 0;
@@ -258,7 +304,7 @@ static void rep_on_close(uv_handle_t *h) { rep_release(h->data); }
  * Stopping first also keeps nng_close from meeting operations in flight. */
 static void rep_stop_aios(void *arg) {
     bus_rep *rep = arg;
-    for (int i = 0; i < BUS_REP_CONTEXTS; i++)
+    for (int i = 0; i < rep->n_reqs; i++)
         nng_aio_stop(rep->reqs[i].aio);
 }
 
@@ -267,7 +313,7 @@ static void rep_stop_aios(void *arg) {
  * closer's queue). */
 static void rep_free_aios(void *arg) {
     bus_rep *rep = arg;
-    for (int i = 0; i < BUS_REP_CONTEXTS; i++) {
+    for (int i = 0; i < rep->n_reqs; i++) {
         bus_rep_request *req = &rep->reqs[i];
         int rv = nng_aio_result(req->aio);
         nng_msg *m = nng_aio_get_msg(req->aio);
@@ -291,7 +337,7 @@ void bus_rep_close(bus_rep *rep) {
     rep->done_head = rep->done_tail = NULL;
     pthread_mutex_unlock(&rep->mtx);
     /* Requests the user still holds die with the server. */
-    for (int i = 0; i < BUS_REP_CONTEXTS; i++) {
+    for (int i = 0; i < rep->n_reqs; i++) {
         bus_rep_request *req = &rep->reqs[i];
         if (req->state == REQ_USER) {
             nng_msg_free(req->msg);

@@ -211,6 +211,10 @@ int wd_curl_uv_new(uv_loop_t *loop, wd_curl_uv **out) {
     curl_multi_setopt(m->multi, CURLMOPT_SOCKETDATA, m);
     curl_multi_setopt(m->multi, CURLMOPT_TIMERFUNCTION, timer_fn);
     curl_multi_setopt(m->multi, CURLMOPT_TIMERDATA, m);
+    /* libcurl's default cache holds 4x the transfers running at the moment,
+     * so a keep-alive endpoint whose queue runs low loses its connections
+     * and reconnects; keep enough for every endpoint a worker talks to. */
+    curl_multi_setopt(m->multi, CURLMOPT_MAXCONNECTS, 128L);
     uv_timer_init(loop, &m->timer);
     m->timer.data = m;
     m->open_handles = 1;

@@ -378,6 +378,64 @@ static void test_req_async_concurrent(void **state) {
     bus_req_close(r);
 }
 
+/* bus_rep_open_opts: the server holds exactly `contexts` requests at once
+ * (the rest wait in nng and are served as contexts come free, so each
+ * context receives again after its reply was sent), no_peer hands out
+ * BUS_PEER_UNKNOWN, and a count out of range is refused with a reason. */
+#define OPT_CONTEXTS 24
+#define OPT_REQUESTS 30
+static void test_rep_opts_contexts(void **state) {
+    fx *f = *state;
+    char url[URL_MAX], err[ERR_MAX] = "";
+    bus_rep *bad = NULL;
+    bus_req *r;
+    async_state s = {0};
+    async_ref refs[OPT_REQUESTS];
+    url_for(f, "opts.sock", url);
+    bus_rep_opts too_many = {.contexts = BUS_REP_CONTEXTS_MAX + 1};
+    assert_int_equal(bus_rep_open_opts(&f->loop, url, 0600, &too_many, server_cb, f, &bad, err,
+                                       sizeof err),
+                     WD_EINVAL);
+    assert_null(bad);
+    assert_non_null(strstr(err, "contexts"));
+    bus_rep_opts o = {.contexts = OPT_CONTEXTS, .no_peer = true};
+    err[0] = '\0';
+    if (bus_rep_open_opts(&f->loop, url, 0600, &o, server_cb, f, &f->rep, err, sizeof err) != 0)
+        fail_msg("bus_rep_open_opts: %s", err);
+    assert_int_equal(bus_rep_contexts(f->rep), OPT_CONTEXTS);
+    f->mode = 1; /* hold */
+    assert_int_equal(bus_req_dial(&f->loop, url, &r, err, sizeof err), 0);
+    for (int i = 0; i < OPT_REQUESTS; i++) {
+        snprintf(s.expect[i % N_ASYNC], PAYLOAD_MAX, "held");
+        refs[i] = (async_ref){&s, i % N_ASYNC};
+        assert_int_equal(bus_req_send(r, "q", 1, 3 * WAIT_MS, async_reply_cb, &refs[i]), 0);
+    }
+    int_at_least held = {&f->n_held, OPT_CONTEXTS};
+    assert_true(run_until(&f->loop, pred_int, &held, WAIT_MS));
+    /* A while longer: nothing beyond the contexts is handed out. */
+    assert_false(run_until(&f->loop, pred_false, NULL, 300));
+    assert_int_equal(f->n_held, OPT_CONTEXTS);
+    assert_int_equal(f->n_requests, OPT_CONTEXTS);
+    assert_int_equal(f->peer_uid, BUS_PEER_UNKNOWN);
+    assert_int_equal(f->peer_pid, BUS_PEER_UNKNOWN);
+    for (int round = 0; round < 2; round++) {
+        for (int i = 0; i < f->n_held; i++)
+            assert_int_equal(bus_rep_reply(f->held[i], "held", 4), 0);
+        f->n_held = 0;
+        if (round == 0) {
+            /* The freed contexts take the requests that waited. */
+            int_at_least all = {&f->n_requests, OPT_REQUESTS};
+            assert_true(run_until(&f->loop, pred_int, &all, WAIT_MS));
+            assert_int_equal(f->n_held, OPT_REQUESTS - OPT_CONTEXTS);
+        }
+    }
+    int_at_least done = {&s.n_done, OPT_REQUESTS};
+    assert_true(run_until(&f->loop, pred_int, &done, WAIT_MS));
+    assert_int_equal(s.n_ok, OPT_REQUESTS);
+    assert_int_equal(f->n_requests, OPT_REQUESTS);
+    bus_req_close(r);
+}
+
 static void test_rep_deferred_reply(void **state) {
     fx *f = *state;
     char url[URL_MAX];
@@ -907,6 +965,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test_setup_teardown(test_rep_concurrent_sync, setup, teardown),
         cmocka_unit_test_setup_teardown(test_req_async_concurrent, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rep_deferred_reply, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rep_opts_contexts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_call_missing_socket, setup, teardown),
         cmocka_unit_test_setup_teardown(test_req_missing_socket, setup, teardown),
         cmocka_unit_test_setup_teardown(test_call_timeout, setup, teardown),

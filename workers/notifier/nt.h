@@ -136,6 +136,8 @@ typedef struct nt_state nt_state;
 typedef struct nt_alert nt_alert;
 typedef struct nt_job nt_job;
 typedef struct nt_channel nt_channel;
+typedef struct nt_put_batch nt_put_batch;   /* nt_store.c */
+typedef struct nt_done_batch nt_done_batch; /* nt_store.c */
 
 /* A pending alert, in memory while some route is not delivered. */
 struct nt_alert {
@@ -213,6 +215,12 @@ struct nt_state {
     nt_dedup dedup;
     uv_timer_t tick;       /* every second: dedup expiry, DLQ gauge */
     uv_timer_t load_timer; /* retries the start-up load while Redis is away */
+    /* Stores and route completions queued during one loop iteration go to
+     * Redis as one script each, flushed right before the loop polls again
+     * (nt_store.c). */
+    uv_prepare_t store_flush;
+    nt_put_batch *put_batch;
+    nt_done_batch *done_batch;
     /* pending alerts by id */
     nt_alert **idx;
     size_t idx_buckets, n_pending;
@@ -230,11 +238,25 @@ struct nt_state {
 
 /* nt_store.c: Redis keys and commands. Every callback runs once. */
 typedef void (*nt_store_cb)(nt_state *nt, int status, const char *err, void *arg);
-/* Stores the packed alert with its routes (bit set) and id, unless its id
- * is known (then *status 0 too, and dup is set through the callback's arg
- * contract: see nt_intake.c). */
+#define NT_STORE_BATCH_MAX 128 /* alerts per store script */
+#define NT_DONE_BATCH_MAX 256  /* route completions per script */
+/* Starts the batch flush (a uv_prepare on nt->loop). 0 or WD_ENOMEM. */
+int nt_store_start(nt_state *nt);
+/* Sends what is queued (route completions), fails what cannot be sent any
+ * more (stores: WD_ECLOSED through their callbacks) and closes the handle.
+ * Before the Redis client closes. */
+void nt_store_stop(nt_state *nt);
+/* Stores the packed alert (copied) with its routes (bit set) and id, unless
+ * its id was seen within id_ttl: then cb gets status 0 and dup true. The
+ * store is queued and goes out with the others of this loop iteration, in
+ * one script (each alert's keys are still written together or not at all);
+ * cb runs once per alert, never from inside this call. 0, or an error and
+ * cb never runs. */
 int nt_store_put(nt_state *nt, const char *id, const void *msg, size_t len, uint32_t routes,
                  void (*cb)(nt_state *, int status, bool dup, void *arg), void *arg);
+/* Crosses al's route ch_idx off in Redis (and removes the alert when no
+ * route is left); batched like nt_store_put. A failure is logged: the alert
+ * stays pending and is delivered again after a restart. */
 int nt_store_route_done(nt_state *nt, const nt_alert *al, int ch_idx);
 int nt_store_dead(nt_state *nt, const nt_alert *al, int ch_idx, uint32_t attempts,
                   const char *error);

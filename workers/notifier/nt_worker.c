@@ -312,6 +312,11 @@ static int nt_start(wrk_ctx *ctx) {
     uv_timer_init(nt->loop, &nt->tick);
     uv_timer_init(nt->loop, &nt->load_timer);
     nt->tick.data = nt->load_timer.data = nt;
+    if ((rc = nt_store_start(nt)) != 0) {
+        wd_error("store: %s", wd_strerror(rc));
+        nt_stop(ctx);
+        return rc;
+    }
     if ((rc = nt_channels_open(nt, err, sizeof err)) != 0) {
         wd_error("config: %s", err);
         nt_stop(ctx);
@@ -342,6 +347,7 @@ static void nt_stop(wrk_ctx *ctx) {
         uv_close((uv_handle_t *)&nt->tick, NULL);
         uv_close((uv_handle_t *)&nt->load_timer, NULL);
     }
+    nt_store_stop(nt); /* before the client closes: queued route completions go out */
     if (nt->redis) {
         wrk_breaker_unregister(ctx, wd_redis_breaker(nt->redis));
         wd_redis_close(nt->redis, on_redis_closed, NULL);
