@@ -4,16 +4,70 @@
  * answers the built-in commands `breakers` (full JSON with history, for
  * /api/circuit-breakers/history) and `breaker-reset` (the safe manual
  * reset behind POST /api/circuit-breakers/WORKER/BREAKER/reset). */
+#include "breaker_conf.h"
 #include "breaker_json.h"
 #include "clock.h"
 #include "config.h"
 #include "log.h"
 #include "wd_error.h"
 #include "worker_int.h"
+#include <ctype.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define WRK_BRK_SAMPLE_NAME_MAX PROTO_METRIC_NAME_MAX
+
+/* Whether the operator configured breaker NAME: a [breaker:NAME] section in
+ * the worker's config file or a WARDEN_BREAKER_<NAME>_* variable. */
+static bool brk_configured(wd_conf *conf, const char *name) {
+    char section[WD_CONF_NAME_MAX + 16], prefix[WD_CONF_NAME_MAX + 24];
+    size_t n;
+    snprintf(section, sizeof section, "breaker:%s", name);
+    for (size_t i = 0; conf != NULL && i < wd_conf_n_entries(conf); i++)
+        if (strcmp(wd_conf_entry_at(conf, i)->section, section) == 0)
+            return true;
+    n = (size_t)snprintf(prefix, sizeof prefix, "WARDEN_BREAKER_");
+    for (const char *p = name; *p && n + 2 < sizeof prefix; p++)
+        prefix[n++] = *p == '-' ? '_' : (char)toupper((unsigned char)*p);
+    prefix[n++] = '_';
+    prefix[n] = '\0';
+    for (char **v = environ; v && *v; v++)
+        if (strncmp(*v, prefix, n) == 0)
+            return true;
+    return false;
+}
+
+/* The operator's settings beat the worker's built-in ones: when breaker NAME
+ * is configured, its whole config comes from brk_conf_load (seed defaults,
+ * the section, then WARDEN_BREAKER_* variables). A bad value is logged and
+ * the built-in config kept (check-config reports it before a start). */
+static void brk_apply_operator_config(wrk_ctx *c, brk_breaker *b) {
+    wd_conf *conf = NULL;
+    wd_conf_errors *errs;
+    brk_config cfg;
+    if (!wd_conf_name_valid(b->name) || (errs = calloc(1, sizeof *errs)) == NULL)
+        return;
+    const char *path = wrk_config_path(c);
+    if (path != NULL && wd_conf_read(path, environ, &conf, errs) != 0) {
+        wd_conf_free(conf);
+        conf = NULL;
+    }
+    if (brk_configured(conf, b->name)) {
+        memset(errs, 0, sizeof *errs);
+        if (brk_conf_load(conf, b->name, environ, &cfg, errs) == 0) {
+            b->cfg = cfg;
+            wd_log(WD_LOG_INFO, "breaker %s: settings from [breaker:%s] / WARDEN_BREAKER_*",
+                   b->name, b->name);
+        } else {
+            wd_log(WD_LOG_WARN, "breaker %s: keeping built-in settings: %s", b->name,
+                   errs->n > 0 ? errs->msg[0] : "bad configuration");
+        }
+    }
+    wd_conf_free(conf);
+    free(errs);
+}
 
 int wrk_breaker_register(wrk_ctx *c, brk_breaker *b, bool critical) {
     if (c == NULL || b == NULL || b->name[0] == '\0' || strlen(b->name) > PROTO_NAME_MAX)
@@ -23,7 +77,8 @@ int wrk_breaker_register(wrk_ctx *c, brk_breaker *b, bool critical) {
             return WD_EEXIST;
     if (c->n_regs >= PROTO_BREAKERS_MAX)
         return WD_ETOOBIG;
-    c->regs[c->n_regs++] = (wrk_brk_reg){.b = b, .critical = critical};
+    brk_apply_operator_config(c, b);
+    c->regs[c->n_regs++] = (wrk_brk_reg){.b = b, .critical = critical || b->cfg.critical};
     return 0;
 }
 

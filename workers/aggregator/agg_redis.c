@@ -273,6 +273,10 @@ static void on_xread(wd_redis *c, const wd_redis_result *res, void *arg) {
         return;
     if (res->status != 0) {
         r->read_errors++;
+        /* The server may have delivered entries whose reply never reached
+         * us (the connection broke mid-read): they are pending for this
+         * consumer, so read the own backlog again before new entries. */
+        r->pending_phase = true;
         read_later(r);
         return;
     }
