@@ -27,6 +27,41 @@ typedef struct {
     proto_ctl_request r;
 } ctl_ctx;
 
+/* The commands, in the order of enum ctl_cmd; sup_ctl_parse returns the index. */
+enum ctl_cmd {
+    CTL_PING, CTL_VERSION, CTL_STATUS, CTL_START, CTL_STOP, CTL_RESTART, CTL_SIGNAL,
+    CTL_LOGS, CTL_EVENTS, CTL_RESET, CTL_RELOAD, CTL_CALL, CTL_N
+};
+static const char *const ctl_cmd_names[CTL_N] = {
+    "ping", "version", "status", "start", "stop", "restart", "signal",
+    "logs", "events", "reset", "reload", "call",
+};
+
+/* The pure half of the control socket, kept apart from the dispatch so it
+ * can be fuzzed (tests/fuzz/fuzz_sup_control.c) without a running
+ * supervisor; the dispatch below adds only what needs its state. */
+/* Decodes buf as a control request into r and names its command: returns
+ * its index in ctl_cmd_names (>= 0), or WD_EPROTO (not a decodable control
+ * request) / WD_EINVAL (unknown command) with err set to the error the
+ * reply carries. */
+int sup_ctl_parse(const void *buf, size_t len, proto_ctl_request *r, char *err, size_t errlen) {
+    char why[PROTO_ERROR_MAX + 1];
+    proto_envelope env;
+    if (proto_envelope_unpack(buf, len, &env, why, sizeof why) != 0 ||
+        (env.type != PROTO_T_CTL_REQUEST &&
+         snprintf(why, sizeof why, "expected a control request, got message type %d",
+                  (int)env.type) > 0) ||
+        proto_ctl_request_unpack(&env, r, why, sizeof why) != 0) {
+        snprintf(err, errlen, "bad request: %s", why);
+        return WD_EPROTO;
+    }
+    for (int i = 0; i < CTL_N; i++)
+        if (strcmp(r->cmd, ctl_cmd_names[i]) == 0)
+            return i;
+    snprintf(err, errlen, "unknown command '%s'", r->cmd);
+    return WD_EINVAL;
+}
+
 static void ctl_reply(sup *s, bus_rep_request *req, int status, const char *error, json_t *data) {
     msgpack_sbuffer sb;
     msgpack_sbuffer_init(&sb);
@@ -228,18 +263,29 @@ static void ctl_signal(ctl_ctx *x) {
               json_pack("{s:i,s:s}", "pid", (int)c->pid, "signal", wd_signal_name(sig)));
 }
 
-/* Parses an optional unsigned argument; replies and returns -1 when bad. */
-static int ctl_arg_u64(ctl_ctx *x, const char *key, uint64_t def, uint64_t *out) {
-    const char *v = proto_ctl_request_arg(&x->r, key);
+int sup_ctl_arg_u64(const proto_ctl_request *r, const char *key, uint64_t def, uint64_t *out,
+                    char *err, size_t errlen) {
+    const char *v = proto_ctl_request_arg(r, key);
     int64_t n;
     *out = def;
     if (!v)
         return 0;
     if (wd_parse_int(v, &n) != 0 || n < 0) {
-        ctl_fail(x, WD_EINVAL, "%s: bad number '%s' for '%s'", x->r.cmd, v, key);
-        return -1;
+        snprintf(err, errlen, "%s: bad number '%s' for '%s'", r->cmd, v, key);
+        return WD_EINVAL;
     }
     *out = (uint64_t)n;
+    return 0;
+}
+
+/* Parses an optional unsigned argument; replies and returns -1 when bad. */
+static int ctl_arg_u64(ctl_ctx *x, const char *key, uint64_t def, uint64_t *out) {
+    char err[2 * PROTO_ERROR_MAX];
+    int rc = sup_ctl_arg_u64(&x->r, key, def, out, err, sizeof err);
+    if (rc != 0) {
+        ctl_fail(x, rc, "%s", err);
+        return -1;
+    }
     return 0;
 }
 
@@ -425,8 +471,7 @@ void sup_control_on_request(void *arg, bus_rep_request *req, const void *buf, si
                             uint64_t peer_uid, uint64_t peer_pid) {
     sup *s = arg;
     ctl_ctx *x = calloc(1, sizeof *x);
-    char err[PROTO_ERROR_MAX + 1];
-    proto_envelope env;
+    char err[2 * PROTO_ERROR_MAX];
     s->ctl_requests++;
     if (!x) {
         ctl_reply(s, req, WD_ENOMEM, "out of memory", NULL);
@@ -439,41 +484,31 @@ void sup_control_on_request(void *arg, bus_rep_request *req, const void *buf, si
         ctl_fail(x, WD_EPERM, "permission denied for uid %llu", (unsigned long long)peer_uid);
         goto done;
     }
-    if (proto_envelope_unpack(buf, len, &env, err, sizeof err) != 0 ||
-        (env.type != PROTO_T_CTL_REQUEST &&
-         snprintf(err, sizeof err, "expected a control request, got message type %d",
-                  (int)env.type) > 0) ||
-        proto_ctl_request_unpack(&env, &x->r, err, sizeof err) != 0) {
-        ctl_fail(x, WD_EPROTO, "bad request: %s", err);
-        goto done;
-    }
-    const char *cmd = x->r.cmd;
-    if (strcmp(cmd, "ping") == 0) {
+    int cmd = sup_ctl_parse(buf, len, &x->r, err, sizeof err);
+    switch (cmd) {
+    case CTL_PING:
         ctl_reply(s, req, 0, NULL,
                   json_pack("{s:b,s:i,s:s,s:f}", "pong", 1, "pid", (int)getpid(), "version",
                             WARDEN_VERSION, "uptime_s",
                             (double)(wd_clock_mono_ns() - s->start_ns) / 1e9));
-    } else if (strcmp(cmd, "version") == 0) {
+        break;
+    case CTL_VERSION:
         ctl_reply(s, req, 0, NULL, json_pack("{s:s}", "version", WARDEN_VERSION));
-    } else if (strcmp(cmd, "status") == 0) {
-        ctl_status(x);
-    } else if (!strcmp(cmd, "start") || !strcmp(cmd, "stop") || !strcmp(cmd, "restart")) {
-        ctl_start_stop(x);
-    } else if (strcmp(cmd, "signal") == 0) {
-        ctl_signal(x);
-    } else if (strcmp(cmd, "logs") == 0) {
-        ctl_logs(x);
-    } else if (strcmp(cmd, "events") == 0) {
-        ctl_events(x);
-    } else if (strcmp(cmd, "reset") == 0) {
-        ctl_reset(x);
-    } else if (strcmp(cmd, "reload") == 0) {
-        ctl_reload(x);
-    } else if (strcmp(cmd, "call") == 0) {
+        break;
+    case CTL_STATUS: ctl_status(x); break;
+    case CTL_START:
+    case CTL_STOP:
+    case CTL_RESTART: ctl_start_stop(x); break;
+    case CTL_SIGNAL: ctl_signal(x); break;
+    case CTL_LOGS: ctl_logs(x); break;
+    case CTL_EVENTS: ctl_events(x); break;
+    case CTL_RESET: ctl_reset(x); break;
+    case CTL_RELOAD: ctl_reload(x); break;
+    case CTL_CALL:
         if (ctl_call(x))
             return;
-    } else {
-        ctl_fail(x, WD_EINVAL, "unknown command '%s'", cmd);
+        break;
+    default: ctl_fail(x, cmd, "%s", err); break;
     }
 done:
     free(x);

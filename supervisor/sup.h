@@ -181,4 +181,13 @@ void sup_event_emit(sup *s, const char *kind, const char *worker, const char *fr
 void sup_audit(sup *s, const char *action, const char *worker, const char *reason,
                uint64_t peer_uid, uint64_t peer_pid);
 
+/* The control request parser, pure so it can be fuzzed (tests/fuzz/
+ * fuzz_sup_control.c): decodes buf into r and returns the command's index
+ * (0..11), or WD_EPROTO / WD_EINVAL with the reason in err. */
+int sup_ctl_parse(const void *buf, size_t len, proto_ctl_request *r, char *err, size_t errlen);
+/* Argument key of r as an unsigned number (def when absent), or WD_EINVAL
+ * with the offending text in err. */
+int sup_ctl_arg_u64(const proto_ctl_request *r, const char *key, uint64_t def, uint64_t *out,
+                    char *err, size_t errlen);
+
 #endif

@@ -1,16 +1,35 @@
 #!/bin/sh
-# run_fuzz.sh BINARY CORPUS SECONDS: a bounded libFuzzer run that starts from
-# the committed seeds and writes new inputs to a scratch directory.
+# run_fuzz.sh BINARY CORPUS SECONDS [WORKDIR]: a bounded libFuzzer run that
+# starts from the committed seeds and never writes into them. New inputs and
+# any reproducer (crash-*, leak-*, timeout-*, oom-*) go to WORKDIR, which is
+# kept; without WORKDIR a scratch directory is used, removed after a clean
+# run and kept (its path printed) after a failure, so the reproducer survives.
 set -eu
 bin=$1 corpus=$2 secs=$3
-scratch=$(mktemp -d)
-trap 'rm -rf "$scratch"' EXIT
-exec_out=0
-"$bin" -max_total_time="$secs" -timeout=5 -rss_limit_mb=1024 -print_final_stats=1 \
-    -artifact_prefix="$scratch/" "$scratch" "$corpus" || exec_out=$?
-if [ "$exec_out" -ne 0 ]; then
-    for f in "$scratch"/crash-* "$scratch"/leak-* "$scratch"/timeout-*; do
-        [ -e "$f" ] && { echo "reproducer: $f"; od -c "$f" | head -20; }
-    done
+if [ $# -ge 4 ]; then
+    work=$4
+    mkdir -p "$work"
+    keep=1
+else
+    work=$(mktemp -d "${TMPDIR:-/tmp}/warden-fuzz.XXXXXX")
+    keep=0
 fi
-exit "$exec_out"
+mkdir -p "$work/corpus"
+rc=0
+"$bin" -max_total_time="$secs" -timeout=5 -rss_limit_mb=1024 -print_final_stats=1 \
+    -artifact_prefix="$work/" "$work/corpus" "$corpus" || rc=$?
+found=0
+for f in "$work"/crash-* "$work"/leak-* "$work"/timeout-* "$work"/oom-*; do
+    [ -e "$f" ] || continue
+    found=1
+    echo "reproducer: $f"
+    echo "  replay with: $bin $f"
+    od -c "$f" | head -20
+done
+if [ "$rc" -eq 0 ] && [ "$found" -eq 0 ] && [ "$keep" -eq 0 ]; then
+    rm -rf "$work"
+elif [ "$rc" -ne 0 ] || [ "$found" -ne 0 ]; then
+    echo "fuzz run of $(basename "$bin") failed (exit $rc); its inputs are in $work"
+    [ "$rc" -ne 0 ] || rc=1
+fi
+exit "$rc"
