@@ -129,7 +129,7 @@ static void rep_start_recv(bus_rep_request *req) {
 static void rep_complete(bus_rep *rep, bus_rep_request *req) {
     int rv = nng_aio_result(req->aio);
     nng_msg *m;
-    switch (req->state) {
+    switch ((rep_req_state)atomic_load(&req->state)) {
     case REQ_RECV:
         if (rv == NNG_ECLOSED || rv == NNG_ECANCELED) {
             req->state = REQ_IDLE;

@@ -5,6 +5,7 @@ of the suite's PostgreSQL (a private cluster for the restart test, a
 private Redis for the Redis-down test). Every fault of issue 5:
 
  - exits by rule, nonsense rows rejected with a logged reason, kill switch;
+ - trailing stops: water marks follow the high, are persisted, and fire;
  - broker 500s: retries, the breaker opens, positions stay closing, and are
    completed once the broker is back; none closed twice;
  - broker 429 + Retry-After: no call during the pause;
@@ -179,6 +180,43 @@ def test_exits_rejections_and_kill_switch(env):
     prof = env.ctl("profile", "cycles=50")
     assert set(prof["phases"]) == {"prices", "evaluation", "actions", "persistence"}
     assert prof["cycles"] == 50
+
+
+def test_trailing_stops_persist_water_marks_and_fire(env):
+    """Trailing stops of one symbol share a water-mark epoch: a rise moves
+    every mark (written in batches, in the row), a fall fires exactly the
+    ones whose trail it reaches, and a short trails the low."""
+    t = env.sym("TR")
+    env.start()
+    tight = env.insert(t, trailing_kind="percent", trailing_stop=2)
+    wide = env.insert(t, trailing_kind="percent", trailing_stop=20)
+    absl = env.insert(t, trailing_kind="absolute", trailing_stop=3)
+    short = env.insert(t, side="short", trailing_kind="absolute", trailing_stop=30)
+    env.wait_open(4)
+    for p in (101, 103, 107, 110):
+        env.md.quotes([(t, p - 0.01, p + 0.01)])
+        time.sleep(0.05)
+
+    def marks():
+        rows = env.q("SELECT id, water_mark FROM positions WHERE id IN (%d, %d, %d)" %
+                     (tight, wide, absl))
+        return {int(i): (float(w) if w else None) for i, w in rows}
+    env.warden.wait_until(lambda: set(marks().values()) == {110.0}, 10,
+                          "the water marks persisted at the high")
+    # 2 % under 110 is 107.8, 3 under is 107, 20 % under is 88: 106.5 fires two.
+    env.last(t, 106.49, 106.51)
+    env.md.quotes([(t, 106.49, 106.51)])
+    env.wait_status(tight, "closed")
+    env.wait_status(absl, "closed")
+    assert env.status(tight)[1] == "trailing_stop"
+    assert env.status(absl)[1] == "trailing_stop"
+    assert env.status(wide)[0] == "open"
+    assert env.status(short)[0] == "open"  # its low is 100: 30 above is 130
+    m = env.metrics()
+    assert m["exits_by_reason"]["trailing_stop"] == 2
+    assert m["positions"]["open"] == 2
+    for pid in (tight, absl):
+        once_each(env, "wd-pm-%d" % pid)
 
 
 def test_broker_500s_breaker_then_completion(env):

@@ -10,9 +10,30 @@
  * entries with lo >= p (max-heap) and hi <= p (min-heap), so the cost of a
  * quote follows the positions it can affect, not the size of the book. An
  * entry carries its position's version; a position whose band moved gets new
- * entries and the old ones are discarded when they surface (heaps are
- * compacted once stale entries outnumber live ones). Underlying stops sit in
- * the underlying symbol's heaps; max holding times in one deadline heap.
+ * entries and the old ones are discarded when they surface. A heap whose
+ * stale entries outnumber live ones is swept incrementally, a bounded number
+ * of entries per evaluation (pm_book_eval_dirty), so no single cycle pays for
+ * a whole heap. Underlying stops sit in the underlying symbol's heaps; max
+ * holding times in one deadline heap.
+ *
+ * Trailing stops. A trailing position's water mark is the best price since
+ * it was opened, so a new high would move the band of every trailing long of
+ * the symbol. Instead, positions that share a water mark share a water-mark
+ * epoch (pm_epoch, per symbol and side, at most PM_EPOCHS_MAX): the epoch
+ * keeps the running high (long) / low (short) of the prices evaluated since
+ * it began, and a member's water mark is that running extreme, derived when
+ * needed (pm_book_water). Its trailing level fires at a fixed distance from
+ * the extreme: trail/100 of it (percent) or trail (absolute), so the epoch
+ * indexes its members by that distance in two min-heaps and a new high costs
+ * one comparison per epoch, whatever the number of positions. A price pops
+ * only the members whose distance it reaches, and they are checked against
+ * the exact rule (the heap keys are a superset filter with a tiny slack for
+ * rounding). A position joins an epoch whose extreme equals its own water
+ * mark (on load, or when a price moves its mark); with no such epoch and no
+ * free slot it keeps a band of its own (the general scheme above). Epochs
+ * whose extremes meet are merged. Water marks are persisted from the epochs
+ * in batches (pm_book_water_take): a walk over the members of each epoch
+ * whose extreme moved, not a touch of every position per quote.
  *
  * Prices. One mark price per symbol: the mid, or the side that is present.
  * The caller decides what is fresh (pm_book_set_price is only called with a
@@ -36,6 +57,8 @@
 #define PM_ACCOUNTS_MAX 65536
 #define PM_NONE UINT32_MAX
 #define PM_COID_PREFIX "wd-pm-"
+#define PM_EPOCHS_MAX 4   /* water-mark epochs per symbol and side */
+#define PM_EP_OWN 0xff    /* pm_pos.epoch of a position with a band of its own */
 
 typedef enum { PM_LONG = 0, PM_SHORT = 1 } pm_side;
 typedef enum { PM_TRAIL_NONE = 0, PM_TRAIL_PERCENT, PM_TRAIL_ABSOLUTE } pm_trail_kind;
@@ -84,7 +107,12 @@ typedef struct {
     uint8_t reason;              /* pm_exit_reason once fired */
     bool water_dirty;
     bool seen;                   /* reload bookkeeping */
-    double quantity, entry, stop_loss, take_profit, trail, water, underlying_stop;
+    uint8_t epoch;               /* water-mark epoch (slot), PM_EP_OWN: none */
+    double quantity, entry, stop_loss, take_profit, trail, underlying_stop;
+    /* The water mark: for a member of an epoch, as of its last derivation
+     * (the epoch's extreme is the current one; use pm_book_water). */
+    double water;
+    double pwater;               /* the last water mark persisted (or loaded); -1: unknown */
     uint64_t max_hold_ms;
     int64_t opened_at_ns;
     /* Execution (pm_exec.c): the broker call of a CLOSING position. */
@@ -108,7 +136,45 @@ typedef struct {
 typedef struct {
     pm_hent *v;
     size_t n, cap;
+    size_t sweep;  /* incremental compaction: next index to examine */
+    bool queued;   /* in the book's sweep queue */
 } pm_heap;
+
+/* A water-mark epoch: members share the running extreme x (see above). The
+ * heaps are min-heaps of the distance at which a member's trailing stop
+ * fires: pct holds trail/100 (a fraction of x), abs the trail itself. */
+typedef struct {
+    /* what a quote touches first */
+    double x;             /* running high (long) / low (short) since it began */
+    uint32_t members;     /* live members; 0: the slot is free */
+    uint32_t mods;        /* changes of the heaps (a persistence walk restarts) */
+    pm_heap pct, abs;
+    /* persistence */
+    bool dirty;           /* x moved since its members' marks were taken */
+    bool queued;          /* in the book's list of dirty epochs */
+    bool walking;
+    uint32_t walk_mods;
+    double walk_x;
+    size_t walk_pos;      /* persistence walk: next entry (pct, then abs) */
+} pm_epoch;
+
+/* An epoch by address: symbol, side, slot. */
+typedef struct {
+    uint32_t sym;
+    uint8_t side, slot;
+} pm_eref;
+
+/* A heap by address: symbol and which (0 lo, 1 hi, 2.. the epochs' heaps). */
+typedef struct {
+    uint32_t sym;
+    uint32_t which;
+} pm_href;
+
+/* A water mark to persist. */
+typedef struct {
+    int64_t id;
+    double water;
+} pm_water;
 
 typedef struct {
     char name[PM_SYMBOL_MAX + 1];
@@ -120,6 +186,8 @@ typedef struct {
     bool dirty;            /* a new price waits for evaluation */
     uint32_t refs;         /* positions using it (symbol or underlying) */
     pm_heap lo, hi;        /* lo: max-heap; hi: min-heap */
+    pm_epoch *ep[2];       /* by side: PM_EPOCHS_MAX slots, NULL until used */
+    uint8_t ep_live[2];    /* by side: bit k set while slot k has members */
 } pm_sym;
 
 typedef struct {
@@ -160,10 +228,17 @@ typedef struct {
     size_t n_dirty_water, cap_dirty_water;
     uint32_t *dirty_syms;  /* symbols with a price not yet evaluated */
     size_t n_dirty_syms, cap_dirty_syms;
+    pm_eref *dirty_ep;     /* epochs whose extreme moved: marks to persist */
+    size_t n_dirty_ep, cap_dirty_ep, ep_rot;
+    pm_href *sweeps;       /* heaps being compacted incrementally */
+    size_t n_sweeps, cap_sweeps;
     /* counts */
     uint32_t n_open, n_exiting, n_closing;
     uint64_t evaluated;    /* positions evaluated by prices (pops that were live) */
     uint64_t stale_pops;   /* heap entries discarded */
+    uint64_t swept;        /* stale entries removed by incremental compaction */
+    uint64_t full_compactions; /* whole-heap filters (a heap outgrew its sweep) */
+    uint64_t epoch_joins, epoch_merges;
     pm_fire_cb fire;
     void *fire_arg;
 } pm_book;
@@ -223,13 +298,30 @@ size_t pm_book_eval_time(pm_book *b, uint64_t now_real_ns, uint64_t now_mono_ns)
 /* Kill switch: fires every OPEN position of account (NULL: all). */
 size_t pm_book_kill(pm_book *b, const char *account, uint64_t now_mono_ns);
 /* Reference for the benchmark and the tests: evaluates every OPEN position
- * against its symbol's stored price, without the index. */
+ * against its symbol's stored price, without the index (a book is evaluated
+ * by one or the other: the scan takes positions out of their epochs). */
 size_t pm_book_scan_all(pm_book *b, uint64_t now_mono_ns);
 const char *pm_book_account_name(const pm_book *b, uint32_t account);
 /* Puts an EXITING position back to OPEN (its exit was refused). */
 void pm_book_reopen(pm_book *b, uint32_t pos);
-/* Queues p's water mark for the next persistence batch. */
+/* Queues p's water mark for the next persistence batch (also after a failed
+ * write: it is taken again whatever it was). */
 void pm_book_note_water(pm_book *b, uint32_t pos);
+/* p's current water mark: the best price since it was opened (its entry
+ * price while none was better); 0 for a position without trailing stop
+ * and no persisted mark. */
+double pm_book_water(const pm_book *b, uint32_t pos);
+/* True when water marks wait to be persisted. */
+bool pm_book_water_pending(const pm_book *b);
+/* Takes up to max water marks to persist (open positions whose mark moved
+ * since it was last taken): the queued ones, then the members of epochs
+ * whose extreme moved. Bounded work per call; call again while pending. */
+size_t pm_book_water_take(pm_book *b, pm_water *out, size_t max);
+/* Incremental compaction: examines up to budget heap entries of the heaps
+ * queued for it. pm_book_eval_dirty calls it with PM_SWEEP_BUDGET. Returns
+ * entries examined. */
+size_t pm_book_sweep(pm_book *b, size_t budget);
+#define PM_SWEEP_BUDGET 4096
 /* Sets the state, keeping the counts right. */
 void pm_book_set_state(pm_book *b, uint32_t pos, pm_state st);
 

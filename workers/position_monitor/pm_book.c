@@ -1,6 +1,8 @@
 /* The book: positions by index, the symbol index (two heaps of price levels
- * per symbol), the max-holding deadline heap, and evaluation. See pm.h for
- * why the heaps make the cost of a quote independent of the book's size. */
+ * per symbol, plus the water-mark epochs of pm_trail.c), the max-holding
+ * deadline heap and evaluation (heaps are compacted by pm_sweep.c). See
+ * pm.h for why the heaps make the cost of a quote independent of the
+ * book's size. */
 #include "pm.h"
 #include "pm_index.h"
 #include "wd_error.h"
@@ -11,13 +13,12 @@
 
 #define PM_POS_INIT 1024
 #define PM_VEC_INIT 64
-#define PM_COMPACT_SLACK 32 /* stale heap entries tolerated beyond 2x live */
+#define PM_REPUSH_MAX 64 /* positions re-placed per flush (see flush) */
 #define LO (-1)             /* max-heap sign */
 #define HI 1                /* min-heap sign */
-#define VER_MASK 0x7fffffffu
+#define VER_MASK PM_VER_MASK
 
-/* Grows *v (of *cap elements of size sz) to hold n + 1. */
-static int vec_grow(void **v, size_t *cap, size_t n, size_t sz) {
+int pm_vec_grow(void **v, size_t *cap, size_t n, size_t sz) {
     if (n < *cap)
         return 0;
     size_t c = *cap ? *cap * 2 : PM_VEC_INIT;
@@ -43,6 +44,7 @@ void pm_book_free(pm_book *b) {
     for (uint32_t i = 0; i < b->n_syms; i++) {
         pm_heap_free(&b->syms[i].lo);
         pm_heap_free(&b->syms[i].hi);
+        pm_trail_free(&b->syms[i]);
     }
     free(b->syms);
     free(b->pos);
@@ -53,6 +55,8 @@ void pm_book_free(pm_book *b) {
     free(b->time);
     free(b->dirty_water);
     free(b->dirty_syms);
+    free(b->dirty_ep);
+    free(b->sweeps);
     memset(b, 0, sizeof *b);
 }
 
@@ -88,6 +92,8 @@ uint32_t pm_book_find(const pm_book *b, int64_t id) { return pm_idmap_get(&b->id
 
 void pm_book_set_state(pm_book *b, uint32_t i, pm_state st) {
     pm_pos *p = &b->pos[i];
+    if (p->state == PM_ST_OPEN && st != PM_ST_OPEN)
+        pm_trail_leave(b, i); /* its epoch entry is stale from now on */
     uint32_t *from = p->state == PM_ST_OPEN      ? &b->n_open
                      : p->state == PM_ST_EXITING ? &b->n_exiting
                      : p->state != PM_ST_FREE    ? &b->n_closing
@@ -105,7 +111,7 @@ void pm_book_set_state(pm_book *b, uint32_t i, pm_state st) {
 
 /* ---- heap entries ---- */
 
-static bool entry_live(const pm_book *b, const pm_hent *e) {
+bool pm_entry_live(const pm_book *b, const pm_hent *e) {
     if (e->pos >= b->n_pos)
         return false;
     const pm_pos *p = &b->pos[e->pos];
@@ -113,14 +119,24 @@ static bool entry_live(const pm_book *b, const pm_hent *e) {
     return p->state == PM_ST_OPEN && (e->tag >> 1) == (ver & VER_MASK);
 }
 
-static bool keep_live(void *arg, const pm_hent *e) { return entry_live(arg, e); }
+/* ---- placing a position in the index ---- */
 
-static void maybe_compact(pm_book *b, pm_sym *s) {
-    size_t limit = 2 * (size_t)s->refs + PM_COMPACT_SLACK;
-    if (s->lo.n > limit)
-        pm_heap_filter(&s->lo, keep_live, b, LO);
-    if (s->hi.n > limit)
-        pm_heap_filter(&s->hi, keep_live, b, HI);
+/* The main band of a member of an epoch: its fixed levels only (stop loss,
+ * take profit); the epoch watches the trailing level. */
+static void fixed_band(const pm_pos *p, double *lo, double *hi) {
+    *lo = -INFINITY;
+    *hi = INFINITY;
+    if (p->side == PM_LONG) {
+        if (p->stop_loss > 0)
+            *lo = p->stop_loss;
+        if (p->take_profit > 0)
+            *hi = p->take_profit;
+    } else {
+        if (p->stop_loss > 0)
+            *hi = p->stop_loss;
+        if (p->take_profit > 0)
+            *lo = p->take_profit;
+    }
 }
 
 static int push_main(pm_book *b, uint32_t i) {
@@ -128,14 +144,26 @@ static int push_main(pm_book *b, uint32_t i) {
     pm_sym *s = &b->syms[p->sym];
     double lo, hi;
     int rc = 0;
-    pm_rules_band(p, &lo, &hi);
+    if (p->epoch != PM_EP_OWN)
+        fixed_band(p, &lo, &hi);
+    else
+        pm_rules_band(p, &lo, &hi);
     uint32_t tag = (p->mver & VER_MASK) << 1;
     if (lo > -INFINITY)
         rc = pm_heap_push(&s->lo, (pm_hent){.key = lo, .pos = i, .tag = tag}, LO);
     if (rc == 0 && hi < INFINITY)
         rc = pm_heap_push(&s->hi, (pm_hent){.key = hi, .pos = i, .tag = tag}, HI);
-    maybe_compact(b, s);
+    pm_book_check_heap(b, p->sym, 0);
+    pm_book_check_heap(b, p->sym, 1);
     return rc;
+}
+
+/* New main entries for i (its version was just bumped): in an epoch when
+ * join allows and one fits, else a band of its own. */
+static int place(pm_book *b, uint32_t i, bool join) {
+    if (join && pm_trail_join(b, i) < 0)
+        return WD_ENOMEM;
+    return push_main(b, i);
 }
 
 static int push_underlying(pm_book *b, uint32_t i) {
@@ -145,7 +173,7 @@ static int push_underlying(pm_book *b, uint32_t i) {
     pm_sym *u = &b->syms[p->usym];
     pm_hent e = {.key = p->underlying_stop, .pos = i, .tag = ((p->uver & VER_MASK) << 1) | 1};
     int rc = p->side == PM_LONG ? pm_heap_push(&u->lo, e, LO) : pm_heap_push(&u->hi, e, HI);
-    maybe_compact(b, u);
+    pm_book_check_heap(b, p->usym, p->side == PM_LONG ? 0 : 1);
     return rc;
 }
 
@@ -182,7 +210,7 @@ static int push_time(pm_book *b, uint32_t i) {
     uint64_t dl = pm_rules_deadline(&b->pos[i]);
     if (dl == 0)
         return 0;
-    if (vec_grow((void **)&b->time, &b->cap_time, b->n_time, sizeof *b->time) != 0)
+    if (pm_vec_grow((void **)&b->time, &b->cap_time, b->n_time, sizeof *b->time) != 0)
         return WD_ENOMEM;
     b->time[b->n_time] = (pm_tent){.deadline_ns = dl, .id = b->pos[i].id, .pos = i};
     time_sift_up(b->time, b->n_time++);
@@ -190,7 +218,7 @@ static int push_time(pm_book *b, uint32_t i) {
 }
 
 static int push_all(pm_book *b, uint32_t i) {
-    int rc = push_main(b, i);
+    int rc = place(b, i, true);
     if (rc == 0)
         rc = push_underlying(b, i);
     if (rc == 0)
@@ -278,11 +306,13 @@ int pm_book_upsert(pm_book *b, const pm_row *r, uint32_t *out) {
         memset(p, 0, sizeof *p);
         p->mver = mver + 1;
         p->uver = uver + 1;
+        p->epoch = PM_EP_OWN;
         fill_from_row(p, r);
         p->sym = sym;
         p->usym = usym;
         p->account = acct;
         merge_water(p, r->water);
+        p->pwater = r->water > 0 ? r->water : (p->trail_kind != PM_TRAIL_NONE ? p->entry : 0);
         if ((rc = pm_idmap_put(&b->ids, r->id, i)) != 0) {
             b->free_list[b->n_free++] = i;
             return rc;
@@ -313,6 +343,7 @@ int pm_book_upsert(pm_book *b, const pm_row *r, uint32_t *out) {
         pm_book_set_state(b, i, PM_ST_CLOSING);
         return 0;
     }
+    pm_trail_leave(b, i); /* its rules may have changed: placed again below */
     b->syms[p->sym].refs--;
     if (p->usym != PM_NONE)
         b->syms[p->usym].refs--;
@@ -370,73 +401,119 @@ static void fire(pm_book *b, uint32_t i, pm_exit_reason why, double price, uint6
         b->fire(b->fire_arg, i, why, price);
 }
 
-void pm_book_note_water(pm_book *b, uint32_t i) {
-    pm_pos *p = &b->pos[i];
-    if (p->water_dirty)
-        return;
-    if (vec_grow((void **)&b->dirty_water, &b->cap_dirty_water, b->n_dirty_water,
-                 sizeof *b->dirty_water) != 0)
-        return; /* persisted with a later move, or at the next reload */
-    p->water_dirty = true;
-    b->dirty_water[b->n_dirty_water++] = i;
+/* Positions popped at a price whose entries must be placed again once the
+ * heaps are drained. */
+typedef struct {
+    uint32_t pos[PM_REPUSH_MAX];
+    bool join[PM_REPUSH_MAX];
+    size_t n;
+} repush;
+
+/* Places what r holds. Flushing in the middle of a drain is safe: every
+ * entry made here lies beyond the price that is being drained (a long's new
+ * band is below and above it; a new epoch member sits at distance 0 with a
+ * positive trail), so it cannot pop again for the same price. */
+static void flush(pm_book *b, repush *r) {
+    for (size_t k = 0; k < r->n; k++)
+        place(b, r->pos[k], r->join[k]);
+    r->n = 0;
 }
 
-/* One popped entry: the position's rules at price. Returns true when it
- * needs new entries (its band moved). */
-static bool handle(pm_book *b, const pm_hent *e, double price, uint64_t now) {
+static void later(pm_book *b, repush *r, uint32_t i, bool join) {
+    if (r->n == PM_REPUSH_MAX)
+        flush(b, r);
+    r->pos[r->n] = i;
+    r->join[r->n++] = join;
+}
+
+/* One popped main entry: the position's rules at price. Queues it for new
+ * entries when its band moved. */
+static void handle(pm_book *b, const pm_hent *e, double price, uint64_t now, repush *r) {
     pm_pos *p = &b->pos[e->pos];
     b->evaluated++;
     if (e->tag & 1) {
         if (pm_rules_underlying_hit(p, price))
             fire(b, e->pos, PM_EXIT_UNDERLYING_STOP, price, now);
-        return false;
+        return;
     }
+    if (p->epoch != PM_EP_OWN)
+        p->water = pm_book_water(b, e->pos);
     bool moved = pm_rules_water(p, price);
     pm_exit_reason why = pm_rules_price_exit(p, price);
     if (why != PM_EXIT_NONE) {
         fire(b, e->pos, why, price, now);
-        return false;
+        return;
     }
     if (moved)
         pm_book_note_water(b, e->pos);
+    /* A member's fixed levels always fire; should one not, it takes a band
+     * of its own rather than loop. */
+    bool join = moved && p->epoch == PM_EP_OWN;
+    pm_trail_leave(b, e->pos);
     p->mver++;
-    return true;
+    later(b, r, e->pos, join);
+}
+
+/* One popped entry of an epoch: the heap key only says it may fire. */
+static void handle_trail(pm_book *b, const pm_hent *e, double price, uint64_t now, repush *r) {
+    pm_pos *p = &b->pos[e->pos];
+    b->evaluated++;
+    p->water = pm_book_water(b, e->pos);
+    pm_exit_reason why = pm_rules_price_exit(p, price);
+    if (why != PM_EXIT_NONE) {
+        fire(b, e->pos, why, price, now);
+        return;
+    }
+    /* Within the slack, not beyond the level: a band of its own (joining
+     * again would pop it again at this price). */
+    pm_trail_leave(b, e->pos);
+    p->mver++;
+    later(b, r, e->pos, false);
+}
+
+/* Pops the entries of h up to lim (sign -1: keys >= lim; 1: keys <= lim). */
+static void drain(pm_book *b, pm_heap *h, int sign, double lim, bool trail, double price,
+                  uint64_t now, repush *r) {
+    while (h->n > 0 && (sign == LO ? h->v[0].key >= lim : h->v[0].key <= lim)) {
+        pm_hent e = h->v[0];
+        pm_heap_pop(h, sign);
+        if (!pm_entry_live(b, &e)) {
+            b->stale_pops++;
+            continue;
+        }
+        if (trail)
+            handle_trail(b, &e, price, now, r);
+        else
+            handle(b, &e, price, now, r);
+    }
 }
 
 size_t pm_book_eval_symbol(pm_book *b, uint32_t sym, uint64_t now) {
     pm_sym *s = &b->syms[sym];
     double price = s->price;
     uint64_t before = b->evaluated;
-    /* New entries go in only after both heaps are drained, so an entry made
-     * for this price can never pop again for the same price. */
-    uint32_t repush[64];
-    size_t nr = 0;
+    repush r;
     if (!(price > 0))
         return 0;
-    for (int side = 0; side < 2; side++) {
-        pm_heap *h = side == 0 ? &s->lo : &s->hi;
-        int sign = side == 0 ? LO : HI;
-        while (h->n > 0 && (side == 0 ? h->v[0].key >= price : h->v[0].key <= price)) {
-            pm_hent e = h->v[0];
-            pm_heap_pop(h, sign);
-            if (!entry_live(b, &e)) {
-                b->stale_pops++;
+    r.n = 0;
+    /* The epochs' extremes first: a member's water mark includes this price
+     * (as pm_rules_water would move it) before its trailing level is checked. */
+    pm_trail_advance(b, sym, price);
+    drain(b, &s->lo, LO, price, false, price, now, &r);
+    drain(b, &s->hi, HI, price, false, price, now, &r);
+    for (unsigned side = 0; side < 2; side++) {
+        for (unsigned k = 0; s->ep_live[side] >> k; k++) {
+            pm_epoch *e = &s->ep[side][k];
+            if (!((s->ep_live[side] >> k) & 1))
                 continue;
-            }
-            if (!handle(b, &e, price, now))
-                continue;
-            if (nr == sizeof repush / sizeof repush[0]) {
-                for (size_t k = 0; k < nr; k++)
-                    push_main(b, repush[k]);
-                nr = 0;
-                /* pushed entries of this price are outside the band: a long's
-                 * new hi is above price, its lo below; they cannot pop. */
-            }
-            repush[nr++] = e.pos;
+            size_t n0 = e->pct.n + e->abs.n;
+            drain(b, &e->pct, HI, pm_trail_reach(e, side, false, price), true, price, now, &r);
+            drain(b, &e->abs, HI, pm_trail_reach(e, side, true, price), true, price, now, &r);
+            if (e->pct.n + e->abs.n != n0)
+                e->mods++;
         }
     }
-    for (size_t k = 0; k < nr; k++)
-        push_main(b, repush[k]);
+    flush(b, &r);
     return (size_t)(b->evaluated - before);
 }
 
@@ -444,7 +521,7 @@ void pm_book_set_price(pm_book *b, uint32_t sym, double price, uint64_t now) {
     pm_sym *s = &b->syms[sym];
     s->price = price;
     s->price_ns = now;
-    if (s->dirty || vec_grow((void **)&b->dirty_syms, &b->cap_dirty_syms, b->n_dirty_syms,
+    if (s->dirty || pm_vec_grow((void **)&b->dirty_syms, &b->cap_dirty_syms, b->n_dirty_syms,
                              sizeof *b->dirty_syms) != 0)
         return;
     s->dirty = true;
@@ -459,6 +536,8 @@ size_t pm_book_eval_dirty(pm_book *b, uint64_t now) {
         n += pm_book_eval_symbol(b, sym, now);
     }
     b->n_dirty_syms = 0;
+    if (b->n_sweeps > 0)
+        pm_book_sweep(b, PM_SWEEP_BUDGET);
     return n;
 }
 
@@ -501,6 +580,12 @@ size_t pm_book_scan_all(pm_book *b, uint64_t now) {
             continue;
         double price = b->syms[p->sym].price;
         n++;
+        if (p->epoch != PM_EP_OWN) {
+            /* A book is scanned or indexed, not both: out of its epoch, the
+             * position's own mark is what the scan moves. */
+            pm_trail_leave(b, i);
+            p->mver++;
+        }
         if (price > 0) {
             bool moved = pm_rules_water(p, price);
             pm_exit_reason why = pm_rules_price_exit(p, price);

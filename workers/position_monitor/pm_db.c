@@ -5,9 +5,8 @@
  *    leaves the book, closing rows are reconciled with the broker. NOTIFYs
  *    missed while disconnected are covered by that reload.
  *  - NOTIFY positions_changed (payload: the id): that one row is read again.
- *  - writes, each one statement (one transaction) over arrays, batched per
- *    cycle: mark closing (open -> closing with reason and client order id),
- *    record fills (closing -> closed), water marks.
+ *  - the cycle's database part: the reload when due, then the writes of
+ *    pm_write.c (mark closing, record fills; water marks in pm_db_persist).
  * A failed write keeps its positions queued and is tried again after
  * db_retry_interval; monitoring goes on meanwhile. */
 #include "pm_worker.h"
@@ -23,76 +22,17 @@
 #define PM_CHANNEL "positions_changed"
 #define PM_SCHEMA_MAX (256u * 1024u)
 #define PM_SCHEMA_STMTS_MAX 64
-#define PM_NUM_MAX 32
 
-static const char SQL_CLOSING[] =
-    "UPDATE positions AS p SET status = 'closing', exit_reason = v.reason, "
-    "client_order_id = v.coid, closing_at = now() "
-    "FROM unnest($1::bigint[], $2::text[], $3::text[]) AS v(id, reason, coid) "
-    "WHERE p.id = v.id AND p.status = 'open' RETURNING p.id";
-static const char SQL_CLOSED[] =
-    "UPDATE positions AS p SET status = 'closed', exit_price = v.price, "
-    "broker_order_id = v.boid, closed_at = now() "
-    "FROM unnest($1::bigint[], $2::numeric[], $3::text[]) AS v(id, price, boid) "
-    "WHERE p.id = v.id AND p.status = 'closing' RETURNING p.id";
-static const char SQL_WATER[] =
-    "UPDATE positions AS p SET water_mark = v.w "
-    "FROM unnest($1::bigint[], $2::numeric[]) AS v(id, w) "
-    "WHERE p.id = v.id AND p.status = 'open'";
-
-/* ---- a growable text buffer for array literals ---- */
-
-typedef struct {
-    char *s;
-    size_t n, cap;
-    bool oom;
-} sbuf;
-
-static void sb_add(sbuf *b, const char *t, size_t n) {
-    if (b->oom)
-        return;
-    if (b->n + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (b->n + n + 1 > cap)
-            cap *= 2;
-        char *p = realloc(b->s, cap);
-        if (p == NULL) {
-            b->oom = true;
-            return;
-        }
-        b->s = p;
-        b->cap = cap;
-    }
-    memcpy(b->s + b->n, t, n);
-    b->n += n;
-    b->s[b->n] = '\0';
-}
-
-static void sb_str(sbuf *b, const char *t) { sb_add(b, t, strlen(t)); }
-
-/* An element of a text[] literal: double-quoted, \ and " escaped. */
-static void sb_quoted(sbuf *b, const char *t) {
-    sb_add(b, "\"", 1);
-    for (; *t; t++) {
-        if (*t == '"' || *t == '\\')
-            sb_add(b, "\\", 1);
-        sb_add(b, t, 1);
-    }
-    sb_add(b, "\"", 1);
-}
-
-static void sb_sep(sbuf *b, size_t i) { sb_add(b, i == 0 ? "{" : ",", 1); }
-
-static void count_query(pm_worker *w) {
+void pm_db_count_query(pm_worker *w) {
     w->db_queries++;
     w->cur.db_queries++;
 }
 
-static void retry_later(pm_worker *w, uint64_t *next) {
+void pm_db_retry_later(pm_worker *w, uint64_t *next) {
     *next = wd_clock_mono_ns() + w->conf.db_retry_interval_ms * WD_NS_PER_MS;
 }
 
-static bool db_failed(pm_worker *w, const wd_pg_result *r, const char *what) {
+bool pm_db_failed(pm_worker *w, const wd_pg_result *r, const char *what) {
     if (r->status == 0)
         return false;
     if (r->status != WD_ECLOSED) {
@@ -178,11 +118,11 @@ static void load_done(pm_worker *w) {
 static void on_page(wd_pg *pg, const wd_pg_result *r, void *arg) {
     pm_worker *w = arg;
     (void)pg;
-    if (db_failed(w, r, "loading positions")) {
+    if (pm_db_failed(w, r, "loading positions")) {
         w->loading = false;
         if (r->status != WD_ECLOSED) {
             w->load_again = true;
-            retry_later(w, &w->closing_next_ns);
+            pm_db_retry_later(w, &w->closing_next_ns);
         }
         return;
     }
@@ -209,7 +149,7 @@ static void load_page(pm_worker *w) {
              "ORDER BY id LIMIT $2",
              PM_ROW_COLUMNS);
     const char *params[] = {after, lim};
-    count_query(w);
+    pm_db_count_query(w);
     int rc = wd_pg_query(w->pg, sql, 2, params, on_page, w);
     if (rc != 0) {
         w->loading = false;
@@ -335,7 +275,7 @@ static void on_schema(wd_pg *pg, const wd_pg_result *r, void *arg) {
     (void)pg;
     if (r->status != 0 && !w->schema_failed) {
         w->schema_failed = true;
-        db_failed(w, r, "applying schema_file");
+        pm_db_failed(w, r, "applying schema_file");
     }
     if (!r->last)
         return;
@@ -343,7 +283,7 @@ static void on_schema(wd_pg *pg, const wd_pg_result *r, void *arg) {
         w->loading = false;
         if (r->status != WD_ECLOSED) {
             w->load_again = true;
-            retry_later(w, &w->closing_next_ns);
+            pm_db_retry_later(w, &w->closing_next_ns);
         }
         return;
     }
@@ -363,7 +303,7 @@ static void connect_begin(pm_worker *w) {
         st[i] = (wd_pg_stmt){.sql = s->stmts[i]};
     w->loading = true;
     w->schema_failed = false;
-    count_query(w);
+    pm_db_count_query(w);
     if (wd_pg_batch(w->pg, st, s->n, on_schema, w) != 0) {
         w->loading = false;
         w->load_again = true;
@@ -375,7 +315,7 @@ static void connect_begin(pm_worker *w) {
 static void on_one(wd_pg *pg, const wd_pg_result *r, void *arg) {
     pm_worker *w = arg;
     (void)pg;
-    if (db_failed(w, r, "reading a changed position")) {
+    if (pm_db_failed(w, r, "reading a changed position")) {
         if (r->status != WD_ECLOSED)
             w->load_again = true; /* a full reload covers it */
         return;
@@ -385,12 +325,12 @@ static void on_one(wd_pg *pg, const wd_pg_result *r, void *arg) {
         take_row(w, r->res, i);
 }
 
-static void read_one(pm_worker *w, int64_t id) {
+void pm_db_read_one(pm_worker *w, int64_t id) {
     char sql[1024], ids[PM_NUM_MAX];
     snprintf(sql, sizeof sql, "SELECT %s FROM positions WHERE id = $1", PM_ROW_COLUMNS);
     snprintf(ids, sizeof ids, "%lld", (long long)id);
     const char *params[] = {ids};
-    count_query(w);
+    pm_db_count_query(w);
     if (wd_pg_query(w->pg, sql, 1, params, on_one, w) != 0)
         w->load_again = true;
 }
@@ -410,285 +350,7 @@ static void on_notify(wd_pg *pg, const char *channel, const char *payload, int b
     /* Our own closing write notifies too: a position being exited is ours. */
     if (i != PM_NONE && w->book.pos[i].state != PM_ST_OPEN)
         return;
-    read_one(w, id);
-}
-
-/* ---- writes ---- */
-
-typedef struct {
-    pm_worker *w;
-    size_t n;
-    int64_t *ids;
-    uint32_t *pos;   /* closing: the positions */
-    pm_fill *fills;  /* closed: the fills */
-} write_ctx;
-
-static void write_free(write_ctx *x) {
-    free(x->ids);
-    free(x->pos);
-    free(x->fills);
-    free(x);
-}
-
-static bool returned(const PGresult *res, int64_t id) {
-    int n = res ? PQntuples(res) : 0;
-    char buf[PM_NUM_MAX];
-    snprintf(buf, sizeof buf, "%lld", (long long)id);
-    for (int i = 0; i < n; i++)
-        if (strcmp(PQgetvalue(res, i, 0), buf) == 0)
-            return true;
-    return false;
-}
-
-static void on_closing(wd_pg *pg, const wd_pg_result *r, void *arg) {
-    write_ctx *x = arg;
-    pm_worker *w = x->w;
-    (void)pg;
-    w->closing_inflight = false;
-    bool failed = db_failed(w, r, "marking positions closing");
-    for (size_t k = 0; k < x->n; k++) {
-        uint32_t i = x->pos[k];
-        pm_pos *p = &w->book.pos[i];
-        if (p->id != x->ids[k] || p->state != PM_ST_EXITING)
-            continue;
-        p->db_inflight = 0;
-        if (failed) {
-            if (r->status != WD_ECLOSED && !pm_exiting_push(w, i))
-                pm_book_reopen(&w->book, i);
-            continue;
-        }
-        if (returned(r->res, p->id)) {
-            pm_book_set_state(&w->book, i, PM_ST_CLOSING);
-            p->exec_get = 0;
-            p->next_try_ns = 0;
-            pm_exec_add(w, i);
-        } else {
-            /* The row was not open: maybe already closing from an attempt
-             * whose answer was lost. Read it again and follow the row. */
-            int64_t id = p->id;
-            pm_book_remove(&w->book, id);
-            read_one(w, id);
-        }
-    }
-    if (failed)
-        retry_later(w, &w->closing_next_ns);
-    write_free(x);
-}
-
-static void write_closing(pm_worker *w) {
-    size_t n = w->n_exiting < PM_WRITE_BATCH_MAX ? w->n_exiting : PM_WRITE_BATCH_MAX;
-    write_ctx *x = calloc(1, sizeof *x);
-    sbuf ids = {0}, reasons = {0}, coids = {0};
-    if (x == NULL || !(x->ids = malloc(n * sizeof *x->ids)) ||
-        !(x->pos = malloc(n * sizeof *x->pos)))
-        goto fail;
-    x->w = w;
-    for (size_t k = 0; k < n; k++) {
-        uint32_t i = w->exiting[k];
-        pm_pos *p = &w->book.pos[i];
-        if (p->state != PM_ST_EXITING || p->db_inflight)
-            continue;
-        char num[PM_NUM_MAX], coid[PM_COID_MAX + 1];
-        snprintf(num, sizeof num, "%lld", (long long)p->id);
-        pm_client_order_id(p->id, coid, sizeof coid);
-        sb_sep(&ids, x->n);
-        sb_str(&ids, num);
-        sb_sep(&reasons, x->n);
-        sb_quoted(&reasons, pm_exit_reason_name((pm_exit_reason)p->reason));
-        sb_sep(&coids, x->n);
-        sb_quoted(&coids, coid);
-        x->ids[x->n] = p->id;
-        x->pos[x->n++] = i;
-    }
-    memmove(w->exiting, w->exiting + n, (w->n_exiting - n) * sizeof *w->exiting);
-    w->n_exiting -= n;
-    if (x->n == 0) {
-        write_free(x);
-        return;
-    }
-    sb_str(&ids, "}");
-    sb_str(&reasons, "}");
-    sb_str(&coids, "}");
-    if (ids.oom || reasons.oom || coids.oom)
-        goto requeue;
-    const char *params[] = {ids.s, reasons.s, coids.s};
-    count_query(w);
-    if (wd_pg_query(w->pg, SQL_CLOSING, 3, params, on_closing, x) != 0) {
-        pm_count_error(w, PM_ERR_DB);
-        goto requeue;
-    }
-    for (size_t k = 0; k < x->n; k++)
-        w->book.pos[x->pos[k]].db_inflight = 1;
-    w->closing_inflight = true;
-    free(ids.s);
-    free(reasons.s);
-    free(coids.s);
-    return;
-requeue:
-    for (size_t k = 0; k < x->n; k++)
-        w->exiting[w->n_exiting++] = x->pos[k];
-    retry_later(w, &w->closing_next_ns);
-fail:
-    free(ids.s);
-    free(reasons.s);
-    free(coids.s);
-    if (x != NULL)
-        write_free(x);
-}
-
-static void on_closed(wd_pg *pg, const wd_pg_result *r, void *arg) {
-    write_ctx *x = arg;
-    pm_worker *w = x->w;
-    (void)pg;
-    w->closed_inflight = false;
-    if (db_failed(w, r, "recording fills")) {
-        if (r->status != WD_ECLOSED) {
-            /* Keep them: the next attempt writes the same fills. */
-            for (size_t k = 0; k < x->n; k++)
-                pm_exec_refill(w, &x->fills[k]);
-            retry_later(w, &w->closed_next_ns);
-        }
-        write_free(x);
-        return;
-    }
-    for (size_t k = 0; k < x->n; k++) {
-        const pm_fill *f = &x->fills[k];
-        uint32_t i = pm_book_find(&w->book, f->id);
-        if (!returned(r->res, f->id))
-            w->duplicate_fills++; /* closed already (by an earlier attempt) */
-        else if (i != PM_NONE) {
-            wd_info("closed: position %lld at %g (%s, order %s)", (long long)f->id, f->price,
-                    pm_exit_reason_name((pm_exit_reason)w->book.pos[i].reason), f->boid);
-            pm_alert_exit(w, &w->book.pos[i], f);
-        }
-        pm_book_remove(&w->book, f->id);
-    }
-    write_free(x);
-}
-
-static void write_closed(pm_worker *w) {
-    size_t n = w->n_fills < PM_WRITE_BATCH_MAX ? w->n_fills : PM_WRITE_BATCH_MAX;
-    write_ctx *x = calloc(1, sizeof *x);
-    sbuf ids = {0}, prices = {0}, boids = {0};
-    if (x == NULL || !(x->fills = malloc(n * sizeof *x->fills)))
-        goto fail;
-    x->w = w;
-    x->n = n;
-    memcpy(x->fills, w->fills, n * sizeof *x->fills);
-    for (size_t k = 0; k < n; k++) {
-        char num[PM_NUM_MAX];
-        snprintf(num, sizeof num, "%lld", (long long)x->fills[k].id);
-        sb_sep(&ids, k);
-        sb_str(&ids, num);
-        snprintf(num, sizeof num, "%.17g", x->fills[k].price);
-        sb_sep(&prices, k);
-        sb_str(&prices, num);
-        sb_sep(&boids, k);
-        sb_quoted(&boids, x->fills[k].boid);
-    }
-    sb_str(&ids, "}");
-    sb_str(&prices, "}");
-    sb_str(&boids, "}");
-    if (ids.oom || prices.oom || boids.oom)
-        goto fail;
-    const char *params[] = {ids.s, prices.s, boids.s};
-    count_query(w);
-    if (wd_pg_query(w->pg, SQL_CLOSED, 3, params, on_closed, x) != 0) {
-        pm_count_error(w, PM_ERR_DB);
-        goto fail;
-    }
-    memmove(w->fills, w->fills + n, (w->n_fills - n) * sizeof *w->fills);
-    w->n_fills -= n;
-    w->closed_inflight = true;
-    free(ids.s);
-    free(prices.s);
-    free(boids.s);
-    return;
-fail:
-    retry_later(w, &w->closed_next_ns);
-    free(ids.s);
-    free(prices.s);
-    free(boids.s);
-    if (x != NULL)
-        write_free(x);
-}
-
-typedef struct {
-    pm_worker *w;
-    size_t n;
-    int64_t *ids;
-} water_ctx;
-
-static void on_water(wd_pg *pg, const wd_pg_result *r, void *arg) {
-    water_ctx *x = arg;
-    pm_worker *w = x->w;
-    (void)pg;
-    w->water_inflight = false;
-    if (db_failed(w, r, "persisting water marks") && r->status != WD_ECLOSED) {
-        for (size_t k = 0; k < x->n; k++) {
-            uint32_t i = pm_book_find(&w->book, x->ids[k]);
-            if (i != PM_NONE && w->book.pos[i].state == PM_ST_OPEN)
-                pm_book_note_water(&w->book, i);
-        }
-    }
-    free(x->ids);
-    free(x);
-}
-
-void pm_db_persist(pm_worker *w, uint64_t now) {
-    pm_book *b = &w->book;
-    if (w->pg == NULL || w->water_inflight || b->n_dirty_water == 0 || now < w->persist_next_ns)
-        return;
-    if (wd_pg_get_state(w->pg) != WD_PG_READY)
-        return; /* kept in memory; written once the database is back */
-    w->persist_next_ns = now + w->conf.persist_interval_ms * WD_NS_PER_MS;
-    size_t n = b->n_dirty_water < PM_WRITE_BATCH_MAX ? b->n_dirty_water : PM_WRITE_BATCH_MAX;
-    water_ctx *x = calloc(1, sizeof *x);
-    sbuf ids = {0}, ws = {0};
-    if (x == NULL || !(x->ids = malloc(n * sizeof *x->ids))) {
-        free(x);
-        return;
-    }
-    x->w = w;
-    for (size_t k = 0; k < n; k++) {
-        pm_pos *p = &b->pos[b->dirty_water[k]];
-        if (!p->water_dirty)
-            continue;
-        p->water_dirty = false;
-        if (p->state != PM_ST_OPEN)
-            continue;
-        char num[PM_NUM_MAX];
-        snprintf(num, sizeof num, "%lld", (long long)p->id);
-        sb_sep(&ids, x->n);
-        sb_str(&ids, num);
-        snprintf(num, sizeof num, "%.17g", p->water);
-        sb_sep(&ws, x->n);
-        sb_str(&ws, num);
-        x->ids[x->n++] = p->id;
-    }
-    memmove(b->dirty_water, b->dirty_water + n, (b->n_dirty_water - n) * sizeof *b->dirty_water);
-    b->n_dirty_water -= n;
-    sb_str(&ids, "}");
-    sb_str(&ws, "}");
-    const char *params[] = {ids.s, ws.s};
-    if (x->n > 0 && !ids.oom && !ws.oom) {
-        count_query(w);
-        if (wd_pg_query(w->pg, SQL_WATER, 2, params, on_water, x) == 0) {
-            w->water_inflight = true;
-            x = NULL;
-        }
-    }
-    if (x != NULL) {
-        for (size_t k = 0; k < x->n; k++) {
-            uint32_t i = pm_book_find(b, x->ids[k]);
-            if (i != PM_NONE)
-                pm_book_note_water(b, i);
-        }
-        free(x->ids);
-        free(x);
-    }
-    free(ids.s);
-    free(ws.s);
+    pm_db_read_one(w, id);
 }
 
 /* ---- the cycle's database part ---- */
@@ -708,10 +370,7 @@ void pm_db_cycle(pm_worker *w, uint64_t now) {
     }
     if (!ready || !w->loaded)
         return;
-    if (!w->closing_inflight && w->n_exiting > 0 && now >= w->closing_next_ns)
-        write_closing(w);
-    if (!w->closed_inflight && w->n_fills > 0 && now >= w->closed_next_ns)
-        write_closed(w);
+    pm_write_cycle(w, now);
 }
 
 int pm_db_start(pm_worker *w, char *err, size_t errlen) {

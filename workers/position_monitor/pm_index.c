@@ -244,6 +244,7 @@ void pm_heap_filter(pm_heap *h, bool (*keep)(void *, const pm_hent *), void *arg
         if (keep(arg, &h->v[i]))
             h->v[j++] = h->v[i];
     h->n = j;
+    h->sweep = 0;
     for (size_t i = h->n / 2; i-- > 0;)
         sift_down(h, i, sign);
     if (h->cap > PM_HEAP_INIT && h->n < h->cap / 4) {
@@ -253,6 +254,37 @@ void pm_heap_filter(pm_heap *h, bool (*keep)(void *, const pm_hent *), void *arg
             h->cap /= 2;
         }
     }
+}
+
+/* Removing entry i: the last entry takes its place and moves up or down;
+ * index i is then examined again (it holds an entry not yet seen, or, after
+ * a move up, a parent already kept). An entry that moved up past the cursor
+ * waits for the next pass. */
+size_t pm_heap_sweep(pm_heap *h, bool (*keep)(void *, const pm_hent *), void *arg, int sign,
+                     size_t budget, size_t *removed, bool *done) {
+    size_t seen = 0, i = h->sweep;
+    *done = false;
+    while (seen < budget && i < h->n) {
+        seen++;
+        if (keep(arg, &h->v[i])) {
+            i++;
+            continue;
+        }
+        (*removed)++;
+        h->n--;
+        if (i == h->n)
+            break;
+        h->v[i] = h->v[h->n];
+        sift_up(h, i, sign);
+        sift_down(h, i, sign);
+    }
+    if (i >= h->n) {
+        h->sweep = 0;
+        *done = true;
+    } else {
+        h->sweep = i;
+    }
+    return seen;
 }
 
 void pm_heap_free(pm_heap *h) {

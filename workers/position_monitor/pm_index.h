@@ -22,6 +22,33 @@ int pm_heap_push(pm_heap *h, pm_hent e, int sign);
 void pm_heap_pop(pm_heap *h, int sign);
 /* Keeps the entries keep() accepts and restores the heap order. */
 void pm_heap_filter(pm_heap *h, bool (*keep)(void *, const pm_hent *), void *arg, int sign);
+/* Incremental compaction: examines up to budget entries from h->sweep on,
+ * removing those keep() rejects (each O(log n), heap order kept); adds the
+ * removed to *removed. Sets *done when the pass reached the end (h->sweep is
+ * then back at 0). Returns the entries examined. */
+size_t pm_heap_sweep(pm_heap *h, bool (*keep)(void *, const pm_hent *), void *arg, int sign,
+                     size_t budget, size_t *removed, bool *done);
 void pm_heap_free(pm_heap *h);
+
+/* ---- shared by pm_book.c and pm_trail.c ---- */
+#define PM_VER_MASK 0x7fffffffu
+/* Grows *v (of *cap elements of size sz) to hold n + 1. */
+int pm_vec_grow(void **v, size_t *cap, size_t n, size_t sz);
+/* True when a heap entry still stands for its position's current rules. */
+bool pm_entry_live(const pm_book *b, const pm_hent *e);
+/* Queues heap `which` of sym (pm_href) for incremental compaction when its
+ * stale entries outnumber the live ones. */
+void pm_book_check_heap(pm_book *b, uint32_t sym, unsigned which);
+
+/* pm_trail.c */
+pm_epoch *pm_trail_epoch(pm_book *b, uint32_t sym, unsigned side, unsigned slot);
+int pm_trail_join(pm_book *b, uint32_t pos);
+void pm_trail_leave(pm_book *b, uint32_t pos);
+/* A price for sym: every epoch's extreme follows it; epochs that meet merge. */
+void pm_trail_advance(pm_book *b, uint32_t sym, double price);
+double pm_trail_reach(const pm_epoch *e, unsigned side, bool absolute, double price);
+/* The pm_href.which of an epoch's heap. */
+unsigned pm_trail_which(unsigned side, unsigned slot, bool absolute);
+void pm_trail_free(pm_sym *s);
 
 #endif

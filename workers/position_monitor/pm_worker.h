@@ -3,8 +3,8 @@
  *
  *   pm_worker.c   ops (init/start/stop/fini), the cycle, prices (marketdata
  *                 SUB + Redis fallback)
- *   pm_db.c       PostgreSQL: schema, load/reload in keyset pages, NOTIFY,
- *                 the closing / closed transactions, water-mark batches
+ *   pm_db.c       PostgreSQL: schema, load/reload in keyset pages, NOTIFY
+ *   pm_write.c    the closing / closed transactions, water-mark batches
  *   pm_exec.c     broker calls: place (POST) or reconcile (GET), retries
  *                 with decorrelated jitter inside a retry budget
  *   pm_cmd.c      commands, metrics, the per-phase profile
@@ -32,6 +32,7 @@
 #define PM_PHASES 4 /* prices, evaluation, actions, persistence */
 #define PM_REJECTS_KEPT 16
 #define PM_WRITE_BATCH_MAX 2000 /* positions per closing / closed / water statement */
+#define PM_NUM_MAX 32 /* a number as text */
 
 typedef enum {
     PM_ERR_DB = 0,
@@ -156,10 +157,22 @@ bool pm_exiting_push(pm_worker *w, uint32_t pos);
 /* pm_db.c */
 int pm_db_start(pm_worker *w, char *err, size_t errlen);
 void pm_db_cycle(pm_worker *w, uint64_t now);  /* reconnect/reload, writes due */
-void pm_db_persist(pm_worker *w, uint64_t now);
 void pm_db_stop(pm_worker *w);
 void pm_db_fini(pm_worker *w);
 int pm_db_seed_demo(pm_worker *w, int n, char *err, size_t errlen);
+/* Shared with pm_write.c: counts a statement; sets *next to now +
+ * db_retry_interval; true (and counted, logged) when r failed; reads one row
+ * again (NOTIFY, or a closing write that found the row not open). */
+void pm_db_count_query(pm_worker *w);
+void pm_db_retry_later(pm_worker *w, uint64_t *next);
+bool pm_db_failed(pm_worker *w, const wd_pg_result *r, const char *what);
+void pm_db_read_one(pm_worker *w, int64_t id);
+
+/* pm_write.c: the closing and closed writes due (pm_db_cycle calls it once
+ * loaded and connected); pm_db_persist writes one batch of water marks
+ * (taken from the book) every persist_interval while some are pending. */
+void pm_write_cycle(pm_worker *w, uint64_t now);
+void pm_db_persist(pm_worker *w, uint64_t now);
 
 /* pm_exec.c */
 int pm_exec_start(pm_worker *w, char *err, size_t errlen);
