@@ -80,6 +80,13 @@ typedef struct {
     uint16_t peer_proto;  /* what a peer announces in the handshake */
     bus_open_fn peer_open; /* opens a socket of the peer protocol (probe) */
     atomic_uint added;     /* pipes added on sock (nng threads) */
+    /* PUB listener only: while a probe is in flight, a pipe from this very
+     * process is counted and closed before it joins the socket (ADD_PRE),
+     * so the PUB socket never sends to the probe. nng 1.5.2 can wedge its
+     * reaper for good when a SUB pipe is stopped while messages are arriving
+     * (sub0_pipe_stop -> nni_aio_stop -> nni_task_wait), the same family as
+     * the PULL close hang described above bus_close_later. */
+    atomic_bool reject_self;
     bool probing;
     nng_socket probe;
     bus_probe *pr;

@@ -111,6 +111,18 @@ static void lsn_added_cb(nng_pipe p, nng_pipe_ev ev, void *arg) {
     atomic_fetch_add(&z->added, 1);
 }
 
+/* nng threads, PUB listeners: our own probe is seen, then turned away. */
+static void lsn_pre_cb(nng_pipe p, nng_pipe_ev ev, void *arg) {
+    bus_lsn *z = arg;
+    uint64_t pid;
+    (void)ev;
+    if (!atomic_load(&z->reject_self) ||
+        nng_pipe_get_uint64(p, NNG_OPT_IPC_PEER_PID, &pid) != 0 || pid != (uint64_t)getpid())
+        return;
+    atomic_fetch_add(&z->added, 1);
+    nng_pipe_close(p);
+}
+
 static void lsn_probe_up_cb(nng_pipe p, nng_pipe_ev ev, void *arg) {
     bus_probe *pr = arg;
     (void)p;
@@ -135,7 +147,10 @@ int bus_lsn_open(bus_lsn *z, nng_socket s, const char *url, int mode, uint16_t p
     z->peer_proto = peer_proto;
     z->peer_open = peer_open;
     atomic_init(&z->added, 0);
-    if ((rv = nng_pipe_notify(s, NNG_PIPE_EV_ADD_POST, lsn_added_cb, z)) != 0) {
+    atomic_init(&z->reject_self, false);
+    if ((rv = nng_pipe_notify(s, NNG_PIPE_EV_ADD_POST, lsn_added_cb, z)) != 0 ||
+        (peer_proto == BUS_PROTO_SUB &&
+         (rv = nng_pipe_notify(s, NNG_PIPE_EV_ADD_PRE, lsn_pre_cb, z)) != 0)) {
         bus_seterr(err, errlen, "%s: pipe notify: %s", url, nng_strerror(rv));
         return bus_map_nng(rv);
     }
@@ -151,6 +166,7 @@ static void lsn_probe_end(bus_lsn *z) {
     bus_close_later(z->probe, NULL, free, z->pr);
     z->pr = NULL;
     z->probing = false;
+    atomic_store(&z->reject_self, false);
     z->next_probe_ms = wd_clock_mono_ms() + BUS_LSN_INTERVAL_MS;
 }
 
@@ -168,6 +184,7 @@ static void lsn_probe_start(bus_lsn *z) {
     z->added_before = atomic_load(&z->added);
     z->probe_start_ms = wd_clock_mono_ms();
     z->probing = true;
+    atomic_store(&z->reject_self, z->peer_proto == BUS_PROTO_SUB);
     if ((rv = nng_pipe_notify(z->probe, NNG_PIPE_EV_ADD_POST, lsn_probe_up_cb, pr)) != 0 ||
         (rv = nng_dial(z->probe, z->url, NULL, NNG_FLAG_NONBLOCK)) != 0) {
         wd_debug("bus: %s: listener probe: %s", z->url, nng_strerror(rv));
@@ -204,6 +221,10 @@ void bus_lsn_check(bus_lsn *z) {
         return;
     }
     uint64_t up = atomic_load(&z->pr->up_ms);
+    if (atomic_load(&z->added) != z->added_before) {
+        lsn_probe_end(z); /* healthy: a connection reached the socket */
+        return;
+    }
     if (up == 0) {
         if (now - z->probe_start_ms < BUS_LSN_PROBE_MAX_MS)
             return;
