@@ -185,6 +185,8 @@ static void lsn_probe_start(bus_lsn *z) {
     z->probe_start_ms = wd_clock_mono_ms();
     z->probing = true;
     atomic_store(&z->reject_self, z->peer_proto == BUS_PROTO_SUB);
+    nng_socket_set_ms(z->probe, NNG_OPT_RECONNMINT, BUS_LSN_PROBE_REDIAL_MS);
+    nng_socket_set_ms(z->probe, NNG_OPT_RECONNMAXT, BUS_LSN_PROBE_REDIAL_MS);
     if ((rv = nng_pipe_notify(z->probe, NNG_PIPE_EV_ADD_POST, lsn_probe_up_cb, pr)) != 0 ||
         (rv = nng_dial(z->probe, z->url, NULL, NNG_FLAG_NONBLOCK)) != 0) {
         wd_debug("bus: %s: listener probe: %s", z->url, nng_strerror(rv));
@@ -221,25 +223,40 @@ void bus_lsn_check(bus_lsn *z) {
         return;
     }
     uint64_t up = atomic_load(&z->pr->up_ms);
-    if (atomic_load(&z->added) != z->added_before) {
+    /* Never close the probe before its own handshake is complete, even when
+     * another peer's connection has already shown the listener healthy: a
+     * probe closed mid-handshake is exactly the disconnect that breaks an
+     * nng 1.5.2 listener (seen: a subscriber connecting during a probe, then
+     * the listener restarted under it). */
+    if (up != 0 && atomic_load(&z->added) != z->added_before) {
         lsn_probe_end(z); /* healthy: a connection reached the socket */
+        z->strikes = 0;
         return;
     }
     if (up == 0) {
         if (now - z->probe_start_ms < BUS_LSN_PROBE_MAX_MS)
             return;
         lsn_probe_end(z);
-        lsn_restart(z, "own probe cannot connect");
-        return;
-    }
-    if (atomic_load(&z->added) != z->added_before) {
-        lsn_probe_end(z); /* healthy; the probe's handshake is complete */
+        z->strikes = 0;
+        /* Others got through meanwhile: the next probe will tell. */
+        if (atomic_load(&z->added) == z->added_before)
+            lsn_restart(z, "own probe cannot connect");
         return;
     }
     if (now < up + BUS_LSN_GRACE_MS)
         return;
     /* The probe finished its handshake, so closing it is safe. */
     lsn_probe_end(z);
+    if (++z->strikes < BUS_LSN_STRIKES) {
+        wd_debug("bus: %s: probe not seen within %d ms (%u of %d); probing again", z->url,
+                 BUS_LSN_GRACE_MS, z->strikes, BUS_LSN_STRIKES);
+        z->next_probe_ms = now; /* confirm at once */
+        /* The slow probe's pipe may still reach the listener: keep turning
+         * our own pipes away until the next probe. */
+        atomic_store(&z->reject_self, z->peer_proto == BUS_PROTO_SUB);
+        return;
+    }
+    z->strikes = 0;
     lsn_restart(z, "connections no longer reach the socket (nng 1.5.2 listener bug)");
 }
 

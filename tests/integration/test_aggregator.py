@@ -53,6 +53,18 @@ def decode_md(raw):
     return topic, env
 
 
+def recv_quotes(warden, s, timeout=2):
+    """The quotes of the next marketdata.sock message. A closed connection
+    fails with what the aggregator was doing: its status and last log lines
+    (a crash shows as a new pid, a listener restart in the log)."""
+    try:
+        return quotes_of(s.recv_raw(timeout))
+    except sp.SPClosed:
+        st = warden.status().get("agg")
+        raise AssertionError("marketdata.sock closed the subscriber; agg status %r\n%s\n%s" % (
+            st, "\n".join(str(x) for x in warden.logs("agg", 40)), warden.diag()))
+
+
 def quotes_of(raw):
     topic, env = decode_md(raw)
     return [dict(zip(("symbol", "bid", "bid_size", "bid_venue", "ask", "ask_size", "ask_venue",
@@ -233,7 +245,7 @@ def test_redis_killed_and_restarted_during_replay(warden, tmp_path, redis_privat
         # While Redis is gone, quotes keep coming on nng.
         got = 0
         while time.monotonic() - t_kill < 2.0:
-            got += len(quotes_of(s.recv_raw(2)))
+            got += len(recv_quotes(warden, s))
         assert got > 50, got
         st = stats(warden)["redis"]
         assert st["sink_state"] != "ready", st
@@ -241,7 +253,7 @@ def test_redis_killed_and_restarted_during_replay(warden, tmp_path, redis_privat
         t_back = time.monotonic()
         got = 0
         while time.monotonic() - t_back < 0.5:
-            got += len(quotes_of(s.recv_raw(2)))
+            got += len(recv_quotes(warden, s))
         assert got > 10, got
     finally:
         s.close()
