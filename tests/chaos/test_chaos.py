@@ -7,6 +7,7 @@ On failure the message holds the failures, the summary, every fault with
 its time-to-recovery, and a dump of warden's status, events and each
 worker's last log lines."""
 import os
+import subprocess
 import time
 
 import pytest
@@ -44,6 +45,12 @@ def test_chaos(warden, tmp_path):
         if report:
             with open(report, "w") as f:
                 f.write("\n".join(out) + "\n")
+        if fails and os.environ.get("CHAOS_GDB") == "1":
+            # Where the supervisor's threads are (nng's reaper among them).
+            r = subprocess.run(["gdb", "-p", str(warden.pid), "-batch", "-ex",
+                                "thread apply all bt"], capture_output=True, text=True,
+                               timeout=120)
+            log("==== gdb: warden's threads ====\n" + r.stdout[-20000:])
         if fails:
             raise AssertionError("chaos run failed (seed %d):\n - %s\n%s\nfaults:\n%s\n\n==== "
                                  "system dump ====\n%s" % (settings.seed, "\n - ".join(fails),
