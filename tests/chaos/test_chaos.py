@@ -5,7 +5,8 @@ minute). A long one: CHAOS_DURATION=1800 scripts/chaos, or
 
 On failure the message holds the failures, the summary, every fault with
 its time-to-recovery, and a dump of warden's status, events and each
-worker's last log lines."""
+worker's last log lines; with CHAOS_GDB=1, the supervisor's thread
+backtraces (gdb) as well."""
 import os
 import subprocess
 import time

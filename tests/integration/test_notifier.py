@@ -224,7 +224,10 @@ def test_429_retry_after_pauses_the_channel(warden, redis, sink):
     assert after, hits
     assert min(after) - first_429 >= 1.9, "sent again %.2fs after a Retry-After of 2s" % (
         min(after) - first_429)
-    assert metric(warden, 'warden_notifier_failed_total{channel="s",reason="rate_limited"}') == 1
+    # Metrics reach status with the next heartbeat: wait for it.
+    warden.wait_until(lambda: metric(
+        warden, 'warden_notifier_failed_total{channel="s",reason="rate_limited"}') == 1, 5,
+        "the 429 counted")
 
 
 def test_404_goes_to_dlq_and_replay_delivers(warden, redis, sink):
@@ -356,7 +359,9 @@ def test_malformed_alerts_error_names_the_field(warden, redis, sink):
     assert p.send(alert(9))["status"] == 0
     warden.wait_until(lambda: sink.ids("/m")["a-9"] == 1, 10, "valid alert delivered")
     assert warden.status()["notifier"]["restarts"] == 0
-    assert metric(warden, "warden_notifier_alerts_rejected_total") >= 8
+    # Metrics reach status with the next heartbeat: wait for it.
+    warden.wait_until(lambda: metric(warden, "warden_notifier_alerts_rejected_total") >= 8, 5,
+                      "8 rejected alerts counted")
 
 
 def test_dedup_merges_and_secret_url_never_shown(warden, redis, sink):
