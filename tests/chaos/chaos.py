@@ -294,6 +294,12 @@ class Run:
         time.sleep(3)
         self.wait_healthy(30, "healthy before the run")
         st = self.warden.status()
+        # The supervisor keeps one connection to each worker it has called
+        # (its REQ socket to worker-NAME.sock, for `wardenctl call`); the
+        # run calls some of them. Call each once so the baseline holds them.
+        for name, w in st.items():
+            if w.get("kind") == "worker":
+                self.sys.call(name, "ping", check=False, timeout=10)
         self.restarts0 = {n: w["restarts"] for n, w in st.items()}
         self.sup_crash_opens0 = {n: (w.get("breaker") or {}).get("opens", 0) for n, w in st.items()}
         self.base_rss, self.base_fds = self.sup_usage(samples=5)
