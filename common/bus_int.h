@@ -47,9 +47,6 @@
 #define BUS_LSN_GRACE_MS 300    /* probe connected, listener silent: a strike */
 #define BUS_LSN_STRIKES 2       /* consecutive silent probes before a restart */
 #define BUS_LSN_PROBE_MAX_MS 5000
-/* The probe dials once: its pipe is closed on purpose (PUB listeners), and a
- * redial before the probe socket is closed would join the PUB socket. */
-#define BUS_LSN_PROBE_REDIAL_MS 60000
 #define BUS_STALE_PROBE_MS 500   /* handshake wait when probing a socket file */
 
 typedef int (*bus_open_fn)(nng_socket *);

@@ -185,8 +185,6 @@ static void lsn_probe_start(bus_lsn *z) {
     z->probe_start_ms = wd_clock_mono_ms();
     z->probing = true;
     atomic_store(&z->reject_self, z->peer_proto == BUS_PROTO_SUB);
-    nng_socket_set_ms(z->probe, NNG_OPT_RECONNMINT, BUS_LSN_PROBE_REDIAL_MS);
-    nng_socket_set_ms(z->probe, NNG_OPT_RECONNMAXT, BUS_LSN_PROBE_REDIAL_MS);
     if ((rv = nng_pipe_notify(z->probe, NNG_PIPE_EV_ADD_POST, lsn_probe_up_cb, pr)) != 0 ||
         (rv = nng_dial(z->probe, z->url, NULL, NNG_FLAG_NONBLOCK)) != 0) {
         wd_debug("bus: %s: listener probe: %s", z->url, nng_strerror(rv));
