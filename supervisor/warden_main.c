@@ -3,6 +3,7 @@
  *   warden check-config FILE       validate a config; exit 2 on errors
  *   warden exec [LIMITS] -- PROG   apply the child set-up, then exec PROG
  *   warden --version | --help */
+#include "bus.h"
 #include "clock.h"
 #include "conf_sections.h"
 #include "config.h"
@@ -17,6 +18,7 @@
 #include <unistd.h>
 
 #define WARDEN_DEFAULT_CONFIG "/etc/warden/warden.conf"
+#define WARDEN_EXIT_DRAIN_MS 2000 /* bounded wait for background socket closes */
 
 static void usage(FILE *f) {
     fprintf(f, "usage: warden [-c FILE]            run the supervisor\n"
@@ -191,5 +193,13 @@ int main(int argc, char **argv) {
     free(s.conf);
     sup_free(&s);
     uv_loop_close(&loop);
+    /* The sockets close on bus.c's closer thread. Exiting while one is half
+     * closed left nng's listener and pipe objects unfreed (LeakSanitizer
+     * aborted warden at exit in CI), so wait a bounded moment for the
+     * closes, as the workers do; never hang the exit on nng. (No nng_fini:
+     * it waits for every pipe to be reaped, and a pipe wedged by the nng
+     * 1.5.2 listener bug would hang the exit.) */
+    if (bus_close_drain(WARDEN_EXIT_DRAIN_MS) != 0)
+        wd_warn("sockets still closing after %d ms; exiting anyway", WARDEN_EXIT_DRAIN_MS);
     return rc;
 }
