@@ -278,6 +278,7 @@ static int wrk_signal(wrk_ctx *c, uv_signal_t *h, bool *on, int signum) {
 
 uv_loop_t *wrk_loop(wrk_ctx *c) { return &c->loop; }
 const char *wrk_name(const wrk_ctx *c) { return c->name; }
+uint64_t wrk_stop_timeout_ms(const wrk_ctx *c) { return c->stop_timeout_ms; }
 const char *wrk_config_path(const wrk_ctx *c) { return c->has_config ? c->config_path : NULL; }
 void *wrk_data(const wrk_ctx *c) { return c->data; }
 void wrk_set_data(wrk_ctx *c, void *data) { c->data = data; }

@@ -62,6 +62,9 @@ int wrk_main(int argc, char **argv, const wrk_ops *ops);
 uv_loop_t *wrk_loop(wrk_ctx *ctx);
 const char *wrk_name(const wrk_ctx *ctx);
 const char *wrk_config_path(const wrk_ctx *ctx); /* NULL when none */
+/* The graceful stop bound (WARDEN_STOP_TIMEOUT_MS): a worker that waits for
+ * work in flight on stop keeps well inside it. */
+uint64_t wrk_stop_timeout_ms(const wrk_ctx *ctx);
 void *wrk_data(const wrk_ctx *ctx);
 void wrk_set_data(wrk_ctx *ctx, void *data);
 

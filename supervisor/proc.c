@@ -88,6 +88,9 @@ static void proc_build_env(sup_child *c, proc_env *e) {
         env_set(e, "WARDEN_COMMAND_URL", "%s", c->cmd_url);
         env_set(e, "WARDEN_HEARTBEAT_INTERVAL_MS", "%llu",
                 (unsigned long long)c->conf->heartbeat_interval_ms);
+        /* The worker's own stop bound is the one after which we kill it. */
+        env_set(e, "WARDEN_STOP_TIMEOUT_MS", "%llu",
+                (unsigned long long)c->conf->stop_timeout_ms);
     }
     for (int i = 0; i < c->conf->n_env; i++)
         env_put_raw(e, c->conf->env[i]);

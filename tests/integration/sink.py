@@ -8,6 +8,7 @@ as told, per path.
     sink.set("/hook", "status", status=404)      # always 404
     sink.set("/hook", "429", retry_after=2, times=1)
     sink.set("/hook", "hang")                    # never answers (until set again)
+    sink.set("/hook", "slow", delay=1.5)         # 200 "ok" after 1.5 s
     sink.ids("/hook") -> Counter of alert ids delivered with a 2xx answer
     sink.hits("/hook") -> every request: (monotonic time, id, answered status)
 
@@ -48,7 +49,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if not ids:
             ids = [aid]
         path = self.path
-        status, headers, hang = sink._answer(path)
+        status, headers, hang, delay = sink._answer(path)
+        sink._arrived(path, ids)
+        if delay:
+            time.sleep(delay)
         if hang:
             sink._record(path, ids, None, body, self.headers)
             hang.wait(60)
@@ -74,6 +78,7 @@ class Sink:
         self.modes = {}
         self.log = collections.defaultdict(list)
         self.hang_events = []
+        self.arrivals = collections.defaultdict(list)
         self.thread = None
 
     def url(self, path):
@@ -90,13 +95,13 @@ class Sink:
         self.srv.shutdown()
         self.srv.server_close()
 
-    def set(self, path, mode, status=200, times=None, retry_after=None):
+    def set(self, path, mode, status=200, times=None, retry_after=None, delay=None):
         with self.lock:
             for ev in self.hang_events:
                 ev.set()
             self.hang_events = []
             self.modes[path] = {"mode": mode, "status": status, "times": times,
-                                "retry_after": retry_after}
+                                "retry_after": retry_after, "delay": delay}
 
     def _answer(self, path):
         with self.lock:
@@ -108,15 +113,27 @@ class Sink:
                 else:
                     m["times"] -= 1
             if mode == "ok":
-                return 200, {}, None
+                return 200, {}, None, None
+            if mode == "slow":
+                return 200, {}, None, m["delay"]
             if mode == "hang":
                 ev = threading.Event()
                 self.hang_events.append(ev)
-                return None, {}, ev
+                return None, {}, ev, None
             if mode == "429":
                 h = {"Retry-After": str(m["retry_after"])} if m["retry_after"] is not None else {}
-                return 429, h, None
-            return m["status"], {}, None
+                return 429, h, None, None
+            return m["status"], {}, None, None
+
+    def _arrived(self, path, ids):
+        with self.lock:
+            for i in ids:
+                self.arrivals[path].append(i)
+
+    def arrived(self, path):
+        """Counter of alert ids by requests received, answered or not."""
+        with self.lock:
+            return collections.Counter(self.arrivals[path])
 
     def _record(self, path, ids, status, body, headers):
         with self.lock:

@@ -167,6 +167,10 @@ class Producer:
 
 def start(warden, redis, channels, **notifier):
     warden.start(notifier_sections(redis, channels, **notifier))
+    return start_producer(warden)
+
+
+def start_producer(warden):
     warden.wait_for(lambda st: st["notifier"]["state"] == "RUNNING", 10)
     p = Producer(warden)
     # Ready once the pending set was loaded: acks come back from then on.
@@ -313,6 +317,33 @@ def test_kill9_with_1000_pending_delivers_each_once(warden, redis, sink):
     got = sink.ids("/k")
     assert all(got[i] == 1 for i in ids), [i for i in ids if got[i] != 1][:10]
     assert dlq(warden, "list")["count"] == 0
+
+
+def test_restart_lets_deliveries_in_flight_finish(warden, redis, sink):
+    """A graceful stop (restart, reload, shutdown) waits for the requests
+    already sent: each alert reaches the receiver once, not once before the
+    stop and again after the restart."""
+    sink.set("/g", "slow", delay=1.0)
+    secs = notifier_sections(redis, {"g": hook(sink, "/g", concurrency="4")})
+    secs["worker:notifier"]["stop_timeout"] = "5s"  # drains for up to half of it
+    warden.start(secs)
+    p = start_producer(warden)
+    ids = ["g-%d" % i for i in range(4)]
+    for i in range(4):
+        assert p.send(alert(i, prefix="g"))["status"] == 0
+    p.close()
+    warden.wait_until(lambda: all(sink.arrived("/g")[i] == 1 for i in ids), 5,
+                      "all 4 requests sent and waiting at the sink")
+    old = warden.status()["notifier"]["pid"]
+    assert warden.ctl("restart", "notifier") == {"affected": ["notifier"]}
+    warden.wait_new_pid("notifier", old, 15)
+    warden.wait_state("notifier", "RUNNING", 10, ready=True)
+    time.sleep(2.0)  # a resend after the restart would have arrived by now
+    got = sink.arrived("/g")
+    log = "\n".join(l["line"] for l in warden.logs("notifier", 300))
+    assert all(got[i] == 1 for i in ids), (got, log[-3000:])
+    assert all(sink.ids("/g")[i] == 1 for i in ids), sink.ids("/g")
+    assert "waiting up to" in log and "still unanswered" not in log, log[-3000:]
 
 
 def test_redis_down_no_ack_then_all_delivered(warden, redis, sink):

@@ -215,6 +215,14 @@ struct nt_state {
     nt_dedup dedup;
     uv_timer_t tick;       /* every second: dedup expiry, DLQ gauge */
     uv_timer_t load_timer; /* retries the start-up load while Redis is away */
+    /* On stop, deliveries already sent are let finish (and recorded) before
+     * the channels close, so a graceful stop or restart does not send them
+     * twice; bounded by NT_STOP_DRAIN_MAX_MS and half the stop timeout. */
+    uv_timer_t drain_timer;
+    bool stopped; /* nt_stop_finish ran */
+    /* Route-done scripts sent and not answered: on stop the Redis client is
+     * closed only after them (a close fails what it has not written). */
+    uint32_t store_writes;
     /* Stores and route completions queued during one loop iteration go to
      * Redis as one script each, flushed right before the loop polls again
      * (nt_store.c). */
@@ -270,6 +278,14 @@ void nt_channels_close(nt_state *nt);
 /* Queues al for every channel in al->routes. */
 void nt_deliver_alert(nt_state *nt, nt_alert *al);
 void nt_channels_tick(nt_state *nt, uint64_t now_ns);
+/* Deliveries sent and not yet answered, over every channel. */
+uint32_t nt_channels_inflight(const nt_state *nt);
+/* nt_worker.c: the last delivery in flight during a stop has ended. */
+void nt_stop_drained(nt_state *nt);
+/* nt_worker.c: once stopped, closes the Redis client when no route-done
+ * script is left unanswered. */
+void nt_redis_close_when_idle(nt_state *nt);
+#define NT_STOP_DRAIN_MAX_MS 3000
 
 /* nt_worker.c: the pending index */
 nt_alert *nt_pending_find(nt_state *nt, const char *id);

@@ -469,7 +469,20 @@ static void complete(nt_job *j, const nt_outcome *o) {
 static void job_done(nt_job *j, const nt_outcome *o) {
     nt_channel *ch = j->ch;
     complete(j, o);
+    if (ch->nt->stopping) {
+        if (nt_channels_inflight(ch->nt) == 0)
+            nt_stop_drained(ch->nt);
+        return;
+    }
     pump(ch);
+}
+
+uint32_t nt_channels_inflight(const nt_state *nt) {
+    uint32_t n = 0;
+    for (int i = 0; i < nt->n_channels; i++)
+        if (nt->ch[i].nt != NULL && !nt->ch[i].disabled)
+            n += nt->ch[i].inflight;
+    return n;
 }
 
 /* ---- senders ---- */

@@ -128,6 +128,13 @@ static void on_logged(wd_redis *r, const wd_redis_result *res, void *arg) {
                 (const char *)arg, res->error);
 }
 
+static void on_done_written(wd_redis *r, const wd_redis_result *res, void *arg) {
+    nt_state *nt = arg;
+    on_logged(r, res, (void *)"route done");
+    nt->store_writes--;
+    nt_redis_close_when_idle(nt);
+}
+
 typedef void (*put_cb)(nt_state *, int status, bool dup, void *arg);
 
 #define PUT_FIXED_ARGS 7 /* EVAL script 1 pending prefix ttl now */
@@ -249,8 +256,9 @@ static void done_flush(nt_state *nt) {
         argv[argc] = nt->ch[b->ch[i]].name, argl[argc++] = strlen(nt->ch[b->ch[i]].name);
         argv[argc] = b->id[i], argl[argc++] = strlen(b->id[i]);
     }
-    if (b->n > 0 && nt->redis)
-        rc = wd_redis_command_argv(nt->redis, on_logged, (void *)"route done", argc, argv, argl);
+    if (b->n > 0 && nt->redis &&
+        (rc = wd_redis_command_argv(nt->redis, on_done_written, nt, argc, argv, argl)) == 0)
+        nt->store_writes++;
     if (rc != 0 && b->n > 0)
         wd_warn("store: route done for %u alerts: %s (they stay pending and are delivered "
                 "again after a restart)", b->n, wd_strerror(rc));

@@ -311,7 +311,8 @@ static int nt_start(wrk_ctx *ctx) {
         wd_warn("redis breaker not registered: %s", wd_strerror(rc));
     uv_timer_init(nt->loop, &nt->tick);
     uv_timer_init(nt->loop, &nt->load_timer);
-    nt->tick.data = nt->load_timer.data = nt;
+    uv_timer_init(nt->loop, &nt->drain_timer);
+    nt->tick.data = nt->load_timer.data = nt->drain_timer.data = nt;
     if ((rc = nt_store_start(nt)) != 0) {
         wd_error("store: %s", wd_strerror(rc));
         nt_stop(ctx);
@@ -335,24 +336,66 @@ static int nt_start(wrk_ctx *ctx) {
     return 0;
 }
 
-static void nt_stop(wrk_ctx *ctx) {
-    nt_state *nt = wrk_data(ctx);
-    if (!nt || nt->stopping)
+/* Closes what nt_stop left open for the drain. Runs once. */
+static void nt_stop_finish(nt_state *nt) {
+    if (nt->stopped)
         return;
+    nt->stopped = true;
     /* Pending deliveries stay in Redis; the next start resumes them. */
-    nt->stopping = true;
-    nt_intake_stop(nt);
     nt_channels_close(nt);
     if (nt->tick.data) {
         uv_close((uv_handle_t *)&nt->tick, NULL);
         uv_close((uv_handle_t *)&nt->load_timer, NULL);
+        uv_close((uv_handle_t *)&nt->drain_timer, NULL);
     }
     nt_store_stop(nt); /* before the client closes: queued route completions go out */
-    if (nt->redis) {
-        wrk_breaker_unregister(ctx, wd_redis_breaker(nt->redis));
-        wd_redis_close(nt->redis, on_redis_closed, NULL);
-        nt->redis = NULL;
+    nt_redis_close_when_idle(nt);
+}
+
+void nt_redis_close_when_idle(nt_state *nt) {
+    if (!nt->stopped || nt->redis == NULL || nt->store_writes > 0)
+        return;
+    wrk_breaker_unregister(nt->ctx, wd_redis_breaker(nt->redis));
+    wd_redis_close(nt->redis, on_redis_closed, NULL);
+    nt->redis = NULL;
+}
+
+static void on_drain_timer(uv_timer_t *t) {
+    nt_state *nt = t->data;
+    uint32_t left = nt_channels_inflight(nt);
+    if (left > 0)
+        wd_warn("stopping: %u delivery(ies) still unanswered; they are sent again on the next "
+                "start (the receiver may see them twice)",
+                left);
+    nt_stop_finish(nt);
+}
+
+/* Called from a delivery's completion: the channels close on the next loop
+ * turn, never from inside their own client's callback. */
+void nt_stop_drained(nt_state *nt) {
+    if (!nt->stopped && nt->tick.data)
+        uv_timer_start(&nt->drain_timer, on_drain_timer, 0, 0);
+}
+
+static void nt_stop(wrk_ctx *ctx) {
+    nt_state *nt = wrk_data(ctx);
+    if (!nt || nt->stopping)
+        return;
+    nt->stopping = true; /* no new alert taken, no new delivery started */
+    nt_intake_stop(nt);
+    uint32_t busy = nt_channels_inflight(nt);
+    if (busy == 0 || !nt->tick.data) {
+        nt_stop_finish(nt);
+        return;
     }
+    /* Deliveries already sent are let finish and recorded as done: cut off,
+     * they would be sent again on the next start (a duplicate at the
+     * receiver on every restart or reload). */
+    uint64_t ms = wrk_stop_timeout_ms(ctx) / 2;
+    ms = ms < NT_STOP_DRAIN_MAX_MS ? ms : NT_STOP_DRAIN_MAX_MS;
+    wd_info("stopping: waiting up to %llu ms for %u delivery(ies) in flight",
+            (unsigned long long)ms, busy);
+    uv_timer_start(&nt->drain_timer, on_drain_timer, ms, 0);
 }
 
 static void nt_fini(wrk_ctx *ctx) {
