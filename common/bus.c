@@ -248,7 +248,7 @@ static int bus_out_open(bool pub, const char *url, int mode, bus_out **out, char
         goto fail;
     }
     o->listening = pub;
-    rc = pub ? bus_lsn_open(&o->lsn, o->sock, url, mode, BUS_PROTO_SUB, nng_sub0_open, err, errlen)
+    rc = pub ? bus_lsn_open(&o->lsn, o->sock, url, mode, BUS_PROTO_SUB, err, errlen)
              : bus_dial_async(o->sock, url, err, errlen);
     if (rc != 0)
         goto fail;

@@ -105,7 +105,7 @@ static int in_open(uv_loop_t *loop, bool sub, const char *url, int mode, bus_msg
         rc = bus_dial_async(in->sock, url, err, errlen);
     } else {
         in->listening = true;
-        rc = bus_lsn_open(&in->lsn, in->sock, url, mode, BUS_PROTO_PUSH, nng_push0_open, err,
+        rc = bus_lsn_open(&in->lsn, in->sock, url, mode, BUS_PROTO_PUSH, err,
                           errlen);
     }
     if (rc != 0 || (rc = in_start(loop, in, url, err, errlen)) != 0)

@@ -33,8 +33,10 @@
  * peer that disconnects during the SP handshake (a process killed right
  * after connecting, a raw connect()) can leave an ipc listener accepting
  * connections that never reach the socket, for good. Each listener therefore
- * dials itself now and then; when its own probe connects but never shows up
- * on the listening socket, the listener is closed and created again. */
+ * connects to itself now and then (a raw unix socket that does the SP
+ * handshake, bus_lsn.c); when the listener answers the handshake but no
+ * connection shows up on the listening socket, or never answers, the
+ * listener is closed and created again. */
 /* A lost heartbeat listener must come back within about a heartbeat timeout:
  * worst case interval + BUS_LSN_STRIKES x (grace + tick), 1.3 s.
  * A restart closes every pipe of the listener (subscribers miss what is
@@ -49,7 +51,6 @@
 #define BUS_LSN_PROBE_MAX_MS 5000
 #define BUS_STALE_PROBE_MS 500   /* handshake wait when probing a socket file */
 
-typedef int (*bus_open_fn)(nng_socket *);
 
 /* On the bus's closer thread: before(arg), nng_close(s), after(arg) (either
  * hook may be NULL). The closer is one lazily started thread; without it,
@@ -70,12 +71,6 @@ typedef int (*bus_open_fn)(nng_socket *);
 typedef void (*bus_close_fn)(void *arg);
 void bus_close_later(nng_socket s, bus_close_fn before, bus_close_fn after, void *arg);
 
-/* The listener watchdog's probe: its own allocation, so that a probe socket
- * closed in the background never points into a freed bus object. */
-typedef struct {
-    atomic_ullong up_ms; /* monotonic ms its pipe came up; 0 = not yet */
-} bus_probe;
-
 typedef struct {
     nng_socket sock;   /* the listening socket (owned by the caller) */
     nng_listener l;
@@ -84,18 +79,17 @@ typedef struct {
     char url[BUS_URL_MAX];
     int mode;
     uint16_t peer_proto;  /* what a peer announces in the handshake */
-    bus_open_fn peer_open; /* opens a socket of the peer protocol (probe) */
     atomic_uint added;     /* pipes added on sock (nng threads) */
     /* PUB listener only: while a probe is in flight, a pipe from this very
      * process is counted and closed before it joins the socket (ADD_PRE),
-     * so the PUB socket never sends to the probe. nng 1.5.2 can wedge its
-     * reaper for good when a SUB pipe is stopped while messages are arriving
-     * (sub0_pipe_stop -> nni_aio_stop -> nni_task_wait), the same family as
-     * the PULL close hang described above bus_close_later. */
+     * so the PUB socket never counts the probe as a subscriber nor queues
+     * messages for it. */
     atomic_bool reject_self;
     bool probing;
-    nng_socket probe;
-    bus_probe *pr;
+    int probe_fd;                  /* the probe: a raw unix socket (bus_lsn.c) */
+    unsigned char probe_hdr[8];    /* the listener's SP header, as it comes */
+    unsigned probe_got;            /* bytes of it so far */
+    uint64_t probe_up_ms;          /* when all of it was in; 0 = not yet */
     unsigned added_before;
     uint64_t probe_start_ms, next_probe_ms;
     unsigned strikes; /* consecutive probes that connected but were not seen */
@@ -106,7 +100,7 @@ typedef struct {
  * connect; a stale socket file nobody answers on is removed, a live one is
  * WD_EEXIST). z must stay valid until nng_close(s) has returned. */
 int bus_lsn_open(bus_lsn *z, nng_socket s, const char *url, int mode, uint16_t peer_proto,
-                 bus_open_fn peer_open, char *err, size_t errlen);
+                 char *err, size_t errlen);
 /* Runs the watchdog; non-blocking, call every BUS_LSN_TICK_MS or so. */
 void bus_lsn_check(bus_lsn *z);
 /* Ends a probe in flight; the listener closes with the owner's socket. */

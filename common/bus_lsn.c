@@ -123,15 +123,8 @@ static void lsn_pre_cb(nng_pipe p, nng_pipe_ev ev, void *arg) {
     nng_pipe_close(p);
 }
 
-static void lsn_probe_up_cb(nng_pipe p, nng_pipe_ev ev, void *arg) {
-    bus_probe *pr = arg;
-    (void)p;
-    (void)ev;
-    atomic_store(&pr->up_ms, wd_clock_mono_ms());
-}
-
 int bus_lsn_open(bus_lsn *z, nng_socket s, const char *url, int mode, uint16_t peer_proto,
-                 bus_open_fn peer_open, char *err, size_t errlen) {
+                 char *err, size_t errlen) {
     int rv;
     memset(z, 0, sizeof *z);
     /* Only ipc:// is watched: a tcp:// listen address (a wildcard) may not
@@ -145,7 +138,7 @@ int bus_lsn_open(bus_lsn *z, nng_socket s, const char *url, int mode, uint16_t p
     z->sock = s;
     z->mode = mode;
     z->peer_proto = peer_proto;
-    z->peer_open = peer_open;
+    z->probe_fd = -1;
     atomic_init(&z->added, 0);
     atomic_init(&z->reject_self, false);
     if ((rv = nng_pipe_notify(s, NNG_PIPE_EV_ADD_POST, lsn_added_cb, z)) != 0 ||
@@ -161,35 +154,75 @@ int bus_lsn_open(bus_lsn *z, nng_socket s, const char *url, int mode, uint16_t p
 static void lsn_probe_end(bus_lsn *z) {
     if (!z->probing)
         return;
-    /* The probe context is freed once the socket is closed (its pipe
-     * callback can no longer run). */
-    bus_close_later(z->probe, NULL, free, z->pr);
-    z->pr = NULL;
+    close(z->probe_fd);
+    z->probe_fd = -1;
     z->probing = false;
     atomic_store(&z->reject_self, false);
     z->next_probe_ms = wd_clock_mono_ms() + BUS_LSN_INTERVAL_MS;
 }
 
-static void lsn_probe_start(bus_lsn *z) {
-    int rv;
-    bus_probe *pr = malloc(sizeof *pr);
-    if (pr == NULL)
-        return;
-    if (z->peer_open(&z->probe) != 0) {
-        free(pr);
-        return;
+/* The probe is a plain unix socket that speaks the 8-byte SP handshake, not
+ * an nng dialer: nng 1.5.2 loses a dialer and its pipe (memory and, with
+ * them, descriptors) when the dialer's socket is closed while it connects
+ * or redials, and a probe that PUB listeners turn away redials all the
+ * time. Our header goes out with the connect, so the listener's negotiation
+ * always completes, whenever we close. 0, or an errno when the connect
+ * failed. */
+static int lsn_probe_start(bus_lsn *z) {
+    const char *path = z->url + strlen(BUS_IPC_PREFIX);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    memcpy(sa.sun_path, path, strlen(path) + 1); /* length checked by lsn_listen */
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) {
+        wd_debug("bus: %s: listener probe: socket: %s", z->url, strerror(errno));
+        z->next_probe_ms = wd_clock_mono_ms() + BUS_LSN_INTERVAL_MS;
+        return 0;
     }
-    atomic_init(&pr->up_ms, 0);
-    z->pr = pr;
     z->added_before = atomic_load(&z->added);
     z->probe_start_ms = wd_clock_mono_ms();
-    z->probing = true;
+    z->probe_up_ms = 0;
+    z->probe_got = 0;
+    /* Before the connect: the listener may take the pipe at once. */
     atomic_store(&z->reject_self, z->peer_proto == BUS_PROTO_SUB);
-    if ((rv = nng_pipe_notify(z->probe, NNG_PIPE_EV_ADD_POST, lsn_probe_up_cb, pr)) != 0 ||
-        (rv = nng_dial(z->probe, z->url, NULL, NNG_FLAG_NONBLOCK)) != 0) {
-        wd_debug("bus: %s: listener probe: %s", z->url, nng_strerror(rv));
-        lsn_probe_end(z);
+    const unsigned char hdr[SP_HEADER_LEN] = {
+        0, 'S', 'P', 0, (unsigned char)(z->peer_proto >> 8), (unsigned char)(z->peer_proto & 0xff),
+        0, 0};
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0 ||
+        send(fd, hdr, sizeof hdr, MSG_NOSIGNAL) != (ssize_t)sizeof hdr) {
+        int e = errno;
+        close(fd);
+        atomic_store(&z->reject_self, false);
+        z->next_probe_ms = wd_clock_mono_ms() + BUS_LSN_INTERVAL_MS;
+        return e;
     }
+    z->probe_fd = fd;
+    z->probing = true;
+    return 0;
+}
+
+/* Reads what has come of the listener's handshake; sets probe_up_ms once all
+ * of it is in. false when the listener closed the probe first or answered
+ * something that is not an SP header for our protocol. */
+static bool lsn_probe_read(bus_lsn *z) {
+    while (z->probe_got < SP_HEADER_LEN) {
+        ssize_t n = recv(z->probe_fd, z->probe_hdr + z->probe_got, SP_HEADER_LEN - z->probe_got,
+                         MSG_DONTWAIT);
+        if (n > 0) {
+            z->probe_got += (unsigned)n;
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+            return true; /* not yet */
+        return false;    /* closed or failed before the handshake */
+    }
+    if (z->probe_up_ms == 0) {
+        const unsigned char *h = z->probe_hdr;
+        uint16_t proto = (uint16_t)(h[4] << 8 | h[5]);
+        if (h[0] != 0 || h[1] != 'S' || h[2] != 'P' || h[3] != 0 || proto != (z->peer_proto ^ 1))
+            return false;
+        z->probe_up_ms = wd_clock_mono_ms();
+    }
+    return true;
 }
 
 static void lsn_restart(bus_lsn *z, const char *why) {
@@ -216,18 +249,31 @@ void bus_lsn_check(bus_lsn *z) {
         return;
     }
     if (!z->probing) {
-        if (now >= z->next_probe_ms)
-            lsn_probe_start(z);
+        if (now < z->next_probe_ms)
+            return;
+        int e = lsn_probe_start(z);
+        /* Refused or no file: nothing listens there any more. */
+        if (e == ECONNREFUSED || e == ENOENT) {
+            char why[128];
+            snprintf(why, sizeof why, "own probe cannot connect (%s)", strerror(e));
+            lsn_restart(z, why);
+        } else if (e != 0) {
+            wd_debug("bus: %s: listener probe: %s", z->url, strerror(e));
+        }
         return;
     }
-    uint64_t up = atomic_load(&z->pr->up_ms);
-    /* Never close the probe before its own handshake is complete, even when
-     * another peer's connection has already shown the listener healthy: a
-     * probe closed mid-handshake is exactly the disconnect that breaks an
-     * nng 1.5.2 listener (seen: a subscriber connecting during a probe, then
-     * the listener restarted under it). */
+    if (!lsn_probe_read(z)) {
+        /* The listener ended the handshake (a restart of its own, or not an
+         * SP listener any more): no verdict; the next probe will tell. */
+        wd_debug("bus: %s: listener probe closed before the handshake", z->url);
+        lsn_probe_end(z);
+        return;
+    }
+    uint64_t up = z->probe_up_ms;
+    /* Healthy once the listener answered and a connection reached the
+     * socket (ours, or another peer's meanwhile). */
     if (up != 0 && atomic_load(&z->added) != z->added_before) {
-        lsn_probe_end(z); /* healthy: a connection reached the socket */
+        lsn_probe_end(z);
         z->strikes = 0;
         return;
     }
@@ -238,12 +284,11 @@ void bus_lsn_check(bus_lsn *z) {
         z->strikes = 0;
         /* Others got through meanwhile: the next probe will tell. */
         if (atomic_load(&z->added) == z->added_before)
-            lsn_restart(z, "own probe cannot connect");
+            lsn_restart(z, "own probe gets no handshake");
         return;
     }
     if (now < up + BUS_LSN_GRACE_MS)
         return;
-    /* The probe finished its handshake, so closing it is safe. */
     lsn_probe_end(z);
     if (++z->strikes < BUS_LSN_STRIKES) {
         wd_debug("bus: %s: probe not seen within %d ms (%u of %d); probing again", z->url,

@@ -230,7 +230,7 @@ int bus_rep_open_opts(uv_loop_t *loop, const char *url, int mode, const bus_rep_
         }
         rep->n_aios++;
     }
-    if ((rc = bus_lsn_open(&rep->lsn, rep->sock, url, mode, BUS_PROTO_REQ, nng_req0_open, err,
+    if ((rc = bus_lsn_open(&rep->lsn, rep->sock, url, mode, BUS_PROTO_REQ, err,
                            errlen)) != 0)
         goto fail;
     /* The handles come last: once they exist the object can only be freed
