@@ -615,6 +615,7 @@ class Run:
         c["dlq"] = {x.decode() for x in dlq}
         c["pending_alerts"] = self.sys.redis.cli("ZCARD", E.NT_PREFIX + "pending")
         c["sink_ids"] = self.sys.sink.ids(E.HOOK)
+        c["sink_hits"] = self.sys.sink.hits(E.HOOK)
         c["sink_alerts"] = self.sys.sink_alerts()
         c["group"] = self.group_info()
         c["xlen"] = self.sys.redis.cli("XLEN", STREAM)
@@ -658,6 +659,10 @@ class Run:
             fails.append("acked alerts neither delivered nor in the DLQ: %s" % sorted(lost))
         if c["pending_alerts"]:
             fails.append("%d alerts still pending delivery" % c["pending_alerts"])
+        unexplained = self.unexplained_duplicates(c)
+        if unexplained:
+            fails.append("alerts delivered twice with no notifier kill, stop or Redis fault "
+                         "between the deliveries: %s" % unexplained[:5])
         unknown = set(c["sink_ids"]) - c["acked_exit"]
         if unknown:
             fails.append("the sink got alerts the notifier never acked: %s" % sorted(unknown))
@@ -696,6 +701,31 @@ class Run:
                          "changed: %s" % (self.base_fds, self.end_fds, fd_margin, lsn,
                                           fd_diff(self.base_fd_table, self.last_fd_table)))
         return fails
+
+    # A delivery the notifier could not record: it was killed (kill9, or a
+    # stop that ended in the supervisor's SIGKILL) or Redis failed the
+    # route-done write. A graceful stop, restart or reload lets deliveries in
+    # flight finish (docs/NOTIFIER.md, "Stopping"), so it explains nothing.
+    DUP_SLACK_S = 1.0
+
+    def duplicate_cause(self, f):
+        return (f.kind in ("kill9", "stop") and f.target == "notifier") or f.kind == "redis"
+
+    def unexplained_duplicates(self, c):
+        """Alert ids the sink answered 2xx more than once with no fault that
+        explains it between the first answer and the next."""
+        times = collections.defaultdict(list)
+        for t, aid, status in c["sink_hits"]:
+            if status is not None and 200 <= status < 300:
+                times[aid].append(t)
+        out = []
+        for aid, ts in times.items():
+            for t1, t2 in zip(ts, ts[1:]):
+                if not any(self.duplicate_cause(f) and f.t_begin <= t2 and
+                           (f.t_recovered or f.t_end or t2) >= t1 - self.DUP_SLACK_S
+                           for f in self.faults):
+                    out.append("%s (%.1fs and %.1fs)" % (aid, t1 - self.t_start, t2 - self.t_start))
+        return out
 
     def listener_restarts(self):
         """Bus listener watchdog restarts by process name ("warden" for the
@@ -770,10 +800,12 @@ class Run:
                          c["broker"]["posts"], c["broker"]["duplicate_posts"],
                          c["broker"]["max_fills_per_id"]))
         lines.append("  alerts: %d exit alerts acked by the notifier, %d delivered to the sink "
-                     "(%d deliveries, %d duplicates: %s), %d in the DLQ, %d pending; "
+                     "(%d deliveries, %d duplicates: %s, %d unexplained), %d in the DLQ, "
+                     "%d pending; "
                      "%d exits whose alert never reached the notifier" % (
                          len(c["acked_exit"]), len(c["sink_ids"]), sink_total,
                          sum(n - 1 for n in dups.values()), sorted(dups.items())[:5],
+                         len(self.unexplained_duplicates(c)),
                          len(c["dlq"]), c["pending_alerts"],
                          len(c["closed"]) - len(c["acked_exit"])))
         tk = self.tick_counts()
