@@ -56,9 +56,11 @@ PM_SENDER = "position_monitor-"  # alert ids of the monitor's outbox start with 
 # the default open time (60 s: [breaker:NAME] settings are not applied by the
 # workers) after Redis is back, while the monitor does its job on live
 # prices, so it does not count against recovery (its openings are counted).
-RSS_MARGIN_KB = 4096
+RSS_MARGIN_KB = 2048
 RSS_SLOPE_KB_MIN = 64
 FD_MARGIN = 2
+# An aggregator RUNNING and READY whose stats calls all fail for this long.
+AGG_CALL_FAIL_S = 5.0
 FD_PER_LSN_RESTART = 8  # seen: +6 and +7 after one restart of events.sock
 FALLBACK_BREAKERS = {("position_monitor", "pm_redis")}
 ALERT_LOG_RE = re.compile(r"alert channel='log' id='([^']+)'([^\n]*)")
@@ -261,6 +263,7 @@ class Run:
         self.agg_stats = {}          # aggregator pid -> last stats seen
         self.agg_exact = True        # False when an incarnation died without drained stats
         self.inexact_why = []
+        self.agg_call_fail = {}  # pid -> (first, last failure, count, last error): calls not answered
         self.brk_state = {}          # (worker, breaker) -> state
         self.brk_opens = collections.Counter()
         self.restarts0 = {}
@@ -353,9 +356,16 @@ class Run:
     def poll_agg(self, st):
         a = st.get("aggregator")
         if a and a["state"] == "RUNNING" and a["ready"] and a["pid"]:
-            s = self.sys.call("aggregator", "stats", check=False, timeout=10)
-            if s is not None:
-                self.agg_stats[a["pid"]] = s
+            r = self.warden.ctl("call", "aggregator", "stats", "--json", json=False, timeout=10)
+            if r.rc == 0:
+                self.agg_stats[a["pid"]] = json.loads(r.out)
+                self.agg_call_fail.pop(a["pid"], None)
+            else:
+                # A call that keeps failing is a failure of its own (the
+                # operator's `wardenctl call` path), not just a lost count.
+                first, _last, n, _err = self.agg_call_fail.get(a["pid"], (time.monotonic(), 0, 0, ""))
+                self.agg_call_fail[a["pid"]] = (first, time.monotonic(), n + 1,
+                                                (r.err or r.out).strip()[:300])
 
     def healthy(self, st=None):
         """What "recovered" means: every program RUNNING and READY, every
@@ -675,15 +685,22 @@ class Run:
         if g.get("pending") != 0 or g.get("lag") != 0 or g.get("entries-read") != c["xlen"]:
             fails.append("stream %s group %s: pending %s, lag %s, entries-read %s of %s" % (
                 STREAM, GROUP, g.get("pending"), g.get("lag"), g.get("entries-read"), c["xlen"]))
+        for pid, (first, last, n, err) in sorted(self.agg_call_fail.items()):
+            if pid not in self.agg_stats and last - first >= AGG_CALL_FAIL_S:
+                fails.append("`wardenctl call aggregator stats` failed %d times over %.1fs for "
+                             "pid %s (RUNNING and READY), never answered: %s" % (
+                                 n, last - first, pid, err))
         tk = self.tick_counts()
         if self.agg_exact and (tk["entries"] != c["xlen"] or tk["processed"] != c["xlen"]):
             fails.append("ticks: stream holds %d, aggregators read %d and processed %d "
                          "(per pid: %s)" % (c["xlen"], tk["entries"], tk["processed"], tk["per_pid"]))
         # The supervisor's footprint.
-        # RSS: a run of restarts costs the supervisor a few MB once (seen:
-        # +1 MB in the first 20 s, +2.3 MB once near 100 s, then flat;
-        # docs/reliability.md), so the bound is 4 MB, and on runs of 5
-        # minutes or more the second half must be flat (< 64 kB a minute).
+        # RSS: with fixed malloc thresholds (supervisor/warden_main.c) a
+        # short run costs the supervisor about 0.4 MB (the log rings and
+        # status filling up; before, glibc's dynamic thresholds kept 3-5 MB
+        # of freed heap: docs/reliability.md, finding 3), so the bound is
+        # 2 MB, and on runs of 5 minutes or more the second half must be
+        # flat (< 64 kB a minute).
         if self.end_rss > self.base_rss + RSS_MARGIN_KB:
             fails.append("supervisor RSS grew from %d kB to %d kB (margin %d kB)" % (
                 self.base_rss, self.end_rss, RSS_MARGIN_KB))
