@@ -326,6 +326,16 @@ int bus_call_sync(const char *url, const void *req, size_t len, uint64_t timeout
     /* A resent command could run twice; the caller decides whether to retry. */
     nng_socket_set_ms(s, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
     nng_socket_set_ms(s, NNG_OPT_SENDTIMEO, bus_duration(timeout_ms));
+    /* Our own handshake first, within the deadline: a stopped or wedged
+     * warden still accepts connections, and nng's blocking dial would then
+     * wait out its 10 s negotiation timeout whatever timeout_ms says. */
+    if (strncmp(url, BUS_IPC_PREFIX, strlen(BUS_IPC_PREFIX)) == 0 &&
+        (rc = bus_ipc_handshake(url + strlen(BUS_IPC_PREFIX), BUS_PROTO_REQ,
+                                timeout_ms > 0 ? timeout_ms : BUS_STALE_PROBE_MS, NULL)) != 0) {
+        if (rc == WD_EPROTO)
+            rc = WD_EUNAVAIL;
+        goto fail;
+    }
     /* A synchronous dial reports a missing or dead socket at once. */
     if ((rv = nng_dial(s, url, NULL, 0)) != 0) {
         rc = (rv == NNG_ECONNREFUSED || rv == NNG_ENOENT) ? WD_EUNAVAIL : bus_map_nng(rv);

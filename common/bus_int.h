@@ -21,6 +21,15 @@
 #define BUS_URL_MAX 1024
 #define BUS_DRAIN_POLL_MS 2 /* bus_close_drain's polling period */
 
+#define SP_HEADER_LEN 8
+
+/* Connects to the ipc socket at path and does the SP handshake as protocol
+ * proto, waiting at most timeout_ms for the listener's header (bus_ipc.c).
+ * 0: a listener answered. WD_EUNAVAIL: nothing listens (no file, refused;
+ * *connect_errno, if given, says which) or it closed on us. WD_ETIMEDOUT:
+ * something accepts connections but does not answer. WD_EPROTO: not SP. */
+int bus_ipc_handshake(const char *path, uint16_t proto, uint64_t timeout_ms, int *connect_errno);
+
 /* SP protocol numbers, sent in the handshake of the stale-socket check. */
 #define BUS_PROTO_PUB 0x20
 #define BUS_PROTO_SUB 0x21

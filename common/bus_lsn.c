@@ -16,7 +16,6 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#define SP_HEADER_LEN 8
 
 /* Removes the socket file at path when nothing answers on it (left by a
  * process that died). A live listener is WD_EEXIST. A bare connect and close
@@ -27,44 +26,22 @@ static int lsn_remove_stale(const bus_lsn *z, const char *path, char *err, size_
     struct stat st;
     if (lstat(path, &st) != 0 || !S_ISSOCK(st.st_mode))
         return 0; /* absent, or not a socket: nng reports what is wrong */
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    memcpy(sa.sun_path, path, strlen(path) + 1);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
+    int e = 0;
+    int rc = bus_ipc_handshake(path, z->peer_proto, BUS_STALE_PROBE_MS, &e);
+    if (rc == WD_ESYS) {
         bus_seterr(err, errlen, "%s: socket: %s", z->url, strerror(errno));
         return WD_ESYS;
     }
-    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
-        int saved = errno;
-        close(fd);
-        if (saved == ECONNREFUSED && unlink(path) != 0 && errno != ENOENT) {
+    if (rc == WD_EUNAVAIL && e != 0) { /* the connect failed: nobody listens */
+        if (e == ECONNREFUSED && unlink(path) != 0 && errno != ENOENT) {
             bus_seterr(err, errlen, "%s: cannot remove stale socket: %s", z->url,
                        strerror(errno));
             return WD_ESYS;
         }
         return 0;
     }
-    const unsigned char hdr[SP_HEADER_LEN] = {
-        0, 'S', 'P', 0, (unsigned char)(z->peer_proto >> 8), (unsigned char)(z->peer_proto & 0xff),
-        0, 0};
-    unsigned char reply[SP_HEADER_LEN];
-    size_t got = 0;
-    if (send(fd, hdr, sizeof hdr, MSG_NOSIGNAL) == (ssize_t)sizeof hdr) {
-        struct pollfd pfd = {.fd = fd, .events = POLLIN};
-        uint64_t deadline = wd_clock_mono_ms() + BUS_STALE_PROBE_MS;
-        while (got < sizeof reply) {
-            uint64_t now = wd_clock_mono_ms();
-            if (now >= deadline || poll(&pfd, 1, (int)(deadline - now)) <= 0)
-                break;
-            ssize_t n = recv(fd, reply + got, sizeof reply - got, 0);
-            if (n <= 0)
-                break;
-            got += (size_t)n;
-        }
-    }
-    close(fd);
     bus_seterr(err, errlen, "%s: already in use by a running process%s", z->url,
-               got == sizeof reply ? "" : " (not answering)");
+               rc == 0 ? "" : " (not answering)");
     return WD_EEXIST;
 }
 

@@ -203,8 +203,10 @@ static int ctl_targets(ctl_ctx *x, sup_child **out) {
         return 0;
     }
     int n = 0;
+    /* A program a reload removed is only waiting for its exit: not a target. */
     for (int i = 0; i < s->n_children; i++)
-        if (strcmp(x->r.target, "all") == 0 || strcmp(x->r.target, s->children[i]->conf->name) == 0)
+        if (!s->children[i]->removing && (strcmp(x->r.target, "all") == 0 ||
+                                          strcmp(x->r.target, s->children[i]->conf->name) == 0))
             out[n++] = s->children[i];
     if (n == 0)
         ctl_fail(x, WD_ENOTFOUND, "no program named '%s'", x->r.target);
@@ -231,12 +233,15 @@ static void ctl_start_stop(ctl_ctx *x) {
         sup_child *c = list[i];
         if (strcmp(x->r.cmd, "stop") == 0) {
             c->want_up = false;
+            c->held_down = true;
             sup_fsm_dispatch(c, SUP_EV_DOWN);
         } else if (strcmp(x->r.cmd, "start") == 0) {
             c->want_up = true;
+            c->held_down = false;
             sup_fsm_dispatch(c, c->state == SUP_BACKOFF ? SUP_EV_RESTART : SUP_EV_UP);
         } else {
             c->want_up = true;
+            c->held_down = false;
             sup_fsm_dispatch(c, SUP_EV_RESTART);
         }
     }

@@ -208,7 +208,7 @@ static void act_exited(sup_child *c) {
     uv_timer_stop(&c->hb_watch);
     uv_timer_stop(&c->uptime);
     c->ready = false;
-    if (!c->want_up || c->owner->draining) {
+    if (!c->want_up || c->owner->draining || c->removing) {
         sup_child_set_state(c, SUP_STOPPED, c->last_exit);
         return;
     }
@@ -233,7 +233,7 @@ static void act_exited(sup_child *c) {
 static void act_stopped(sup_child *c) {
     uv_timer_stop(&c->deadline);
     c->ready = false;
-    if (c->restart_pending && !c->owner->draining) {
+    if (c->restart_pending && !c->owner->draining && !c->removing) {
         c->restart_pending = false;
         c->restarts++;
         c->want_up = true;
@@ -259,6 +259,20 @@ static void act_start_now(sup_child *c) {
 
 static void act_note_restart(sup_child *c) { c->restart_pending = true; }
 
+/* An operator's stop while a restart is under way: the restart is off, the
+ * process still has its stop_timeout to exit. */
+static void act_drop_restart(sup_child *c) {
+    c->restart_pending = false;
+    sup_child_set_state(c, SUP_STOPPING, "stop requested");
+}
+
+/* An operator's start while the process is still stopping: start it again
+ * once it has exited, as a restart would. */
+static void act_start_after_stop(sup_child *c) {
+    if (c->want_up && !c->removing)
+        act_note_restart(c);
+}
+
 typedef void (*fsm_action)(sup_child *c);
 
 static const fsm_action fsm_table[SUP_STATE_COUNT][SUP_EV_COUNT] = {
@@ -272,7 +286,9 @@ static const fsm_action fsm_table[SUP_STATE_COUNT][SUP_EV_COUNT] = {
                      [SUP_EV_EXIT] = act_exited,
                      [SUP_EV_HB_LOST] = act_hb_lost,
                      [SUP_EV_RESTART] = act_restart},
-    [SUP_STOPPING] = {[SUP_EV_EXIT] = act_stopped,
+    [SUP_STOPPING] = {[SUP_EV_UP] = act_start_after_stop,
+                      [SUP_EV_DOWN] = act_drop_restart,
+                      [SUP_EV_EXIT] = act_stopped,
                       [SUP_EV_DEADLINE] = act_kill,
                       [SUP_EV_RESTART] = act_note_restart},
     [SUP_BACKOFF] = {[SUP_EV_DOWN] = act_cancel,

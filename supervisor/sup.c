@@ -367,7 +367,7 @@ int sup_reload(sup *s, char *err, size_t errlen, json_t **report) {
     snprintf(next->run_dir, sizeof next->run_dir, "%s", s->conf->run_dir);
     wd_log_set_level((wd_log_level)next->log_level);
     json_t *added = json_array(), *removed = json_array(), *restarted = json_array(),
-           *unchanged = json_array();
+           *updated = json_array(), *unchanged = json_array();
     /* Backwards: a removal may free a child and shift those after it. */
     for (int i = s->n_children - 1; i >= 0; i--) {
         sup_child *c = s->children[i];
@@ -397,21 +397,23 @@ int sup_reload(sup *s, char *err, size_t errlen, json_t **report) {
             json_add_name(unchanged, pc->name);
             continue;
         }
-        json_add_name(restarted, pc->name);
         free(c->next_conf);
         c->next_conf = conf_dup(pc);
         brk_config bc = crash_breaker_config(pc);
         c->crash.cfg = bc;
-        c->want_up = pc->autostart || c->want_up;
+        /* New settings are a reason to try a FATAL program again, but what
+         * an operator stopped stays stopped until they start it. */
+        c->want_up = !c->held_down && (pc->autostart || c->want_up);
+        json_add_name(c->want_up ? restarted : updated, pc->name);
         if (c->state == SUP_STOPPED || c->state == SUP_FATAL || c->state == SUP_BACKOFF) {
             free(c->conf);
             c->conf = c->next_conf;
             c->next_conf = NULL;
             if (c->state == SUP_BACKOFF)
                 sup_fsm_dispatch(c, SUP_EV_RESTART);
-        } else {
+        } else if (c->want_up) {
             sup_fsm_dispatch(c, SUP_EV_RESTART);
-        }
+        } /* else still stopping after an operator's stop: next_conf waits */
     }
     for (int i = s->n_children - 1; i >= 0; i--)
         sup_child_maybe_free(s->children[i]);
@@ -421,8 +423,9 @@ int sup_reload(sup *s, char *err, size_t errlen, json_t **report) {
     free(s->conf);
     s->conf = next;
     next = NULL;
-    *report = json_pack("{s:o,s:o,s:o,s:o}", "added", added, "removed", removed, "restarted",
-                        restarted, "unchanged", unchanged);
+    /* updated: new settings taken by a program that stays stopped. */
+    *report = json_pack("{s:o,s:o,s:o,s:o,s:o}", "added", added, "removed", removed, "restarted",
+                        restarted, "updated", updated, "unchanged", unchanged);
     char summary[256];
     snprintf(summary, sizeof summary, "reloaded: %zu added, %zu removed, %zu restarted",
              json_array_size(added), json_array_size(removed), json_array_size(restarted));

@@ -72,6 +72,7 @@ struct sup_child {
     sup_state state;       /* observed state */
     char reason[SUP_REASON_MAX + 1]; /* why it is in this state, for people */
     bool removing;         /* reload dropped it: free once stopped */
+    bool held_down;        /* an operator's stop: a reload leaves it stopped */
     bool restart_pending;  /* stop, then start again */
     bool stopping_unresponsive; /* the stop in progress counts as a failure */
 

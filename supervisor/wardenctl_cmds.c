@@ -130,7 +130,8 @@ int wctl_cmd_reset(wctl *c) {
 }
 
 int wctl_cmd_reload(wctl *c) {
-    static const char *const lists[] = {"added", "removed", "restarted", "unchanged"};
+    static const char *const lists[] = {"added", "removed", "restarted", "updated",
+                                         "unchanged"};
     proto_ctl_request req;
     json_t *data = NULL;
     bool changed = false;
@@ -234,20 +235,24 @@ int wctl_cmd_ping(wctl *c) {
 
 int wctl_cmd_version(wctl *c) {
     proto_ctl_request req;
-    char err[WCTL_ERR_MAX], why[WCTL_ERR_MAX];
+    char err[WCTL_ERR_MAX], why[WCTL_ERR_MAX + 64];
     wctl_reply r;
     const char *sup = NULL;
     wctl_req_init(&req, "version", NULL);
-    /* An unreachable supervisor is part of the answer here, not a failure. */
+    /* wardenctl's own version is printed whatever happens; an unreachable
+     * supervisor is still a failure (exit 1), said in one line. */
     int rc = wctl_call(c, &req, &r, err, sizeof err);
-    if (rc == WD_EUNAVAIL || rc == WD_ETIMEDOUT)
-        snprintf(why, sizeof why, "not running: no answer on %s", c->url);
+    if (rc == WD_EUNAVAIL)
+        snprintf(why, sizeof why, "warden is not running (no answer on %s)", c->url);
+    else if (rc == WD_ETIMEDOUT)
+        snprintf(why, sizeof why, "warden is not answering (no reply on %s within %llu ms)", c->url,
+                 (unsigned long long)c->timeout_ms);
     else if (rc != 0)
-        snprintf(why, sizeof why, "%s", err);
+        snprintf(why, sizeof why, "version: %s", err);
     else if (r.status != 0)
-        snprintf(why, sizeof why, "%s", r.error[0] ? r.error : wd_strerror(r.status));
+        snprintf(why, sizeof why, "version: %s", r.error[0] ? r.error : wd_strerror(r.status));
     else if ((sup = json_string_value(json_object_get(r.data, "version"))) == NULL)
-        snprintf(why, sizeof why, "malformed reply: no version");
+        snprintf(why, sizeof why, "version: malformed reply from warden: no version");
     if (c->json) {
         json_t *o = json_pack("{s:s, s:o}", "wardenctl", WARDEN_VERSION, "supervisor",
                               sup != NULL ? json_string(sup) : json_null());
@@ -257,9 +262,12 @@ int wctl_cmd_version(wctl *c) {
         printf("wardenctl %s\n", WARDEN_VERSION);
         if (sup != NULL)
             printf("warden %s\n", sup);
-        else
-            printf("warden unknown (%s)\n", why);
         rc = WCTL_OK;
+    }
+    if (sup == NULL) {
+        fprintf(stderr, "wardenctl: %s\n", why);
+        if (rc == WCTL_OK)
+            rc = WCTL_FAIL;
     }
     json_decref(r.data);
     return rc;

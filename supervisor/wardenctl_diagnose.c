@@ -489,15 +489,20 @@ static void finish(dg *d) {
 static void unreachable(dg *d, int rc, const char *err) {
     char why[WCTL_ERR_MAX + WCTL_URL_MAX], rec[DG_TEXT_MAX];
     if (rc == WD_ETIMEDOUT)
-        snprintf(why, sizeof why, "warden is not running (no answer on %s within %llu ms)",
+        snprintf(why, sizeof why, "warden is not answering (no reply on %s within %llu ms)",
                  d->c->url, (unsigned long long)d->c->timeout_ms);
     else if (rc == WD_EUNAVAIL)
         snprintf(why, sizeof why, "warden is not running (no answer on %s)", d->c->url);
     else
         snprintf(why, sizeof why, "%s", err);
-    snprintf(rec, sizeof rec,
-             "start warden (systemctl status warden, or kubectl get pods), or point wardenctl at "
-             "its socket with -s RUN_DIR/control.sock (WARDEN_SOCKET)");
+    if (rc == WD_ETIMEDOUT)
+        snprintf(rec, sizeof rec,
+                 "its socket accepts connections but nothing answers: is warden stopped "
+                 "(ps -o stat= -p PID shows T) or starved of CPU? kill -CONT it, or restart it");
+    else
+        snprintf(rec, sizeof rec,
+                 "start warden (systemctl status warden, or kubectl get pods), or point wardenctl "
+                 "at its socket with -s RUN_DIR/control.sock (WARDEN_SOCKET)");
     json_object_set_new(d->report, "supervisor",
                         json_pack("{s:b, s:s, s:s}", "reachable", 0, "url", d->c->url, "error", why));
     finding(d, SEV_DOWN, NULL, "supervisor", rec, "%s", why);

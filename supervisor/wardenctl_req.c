@@ -59,7 +59,7 @@ int wctl_req_arg_u64(proto_ctl_request *req, const char *key, uint64_t v) {
 
 static void not_running(const wctl *c, int rc) {
     if (rc == WD_ETIMEDOUT)
-        fprintf(stderr, "wardenctl: warden is not running (no answer on %s within %llu ms)\n",
+        fprintf(stderr, "wardenctl: warden is not answering (no reply on %s within %llu ms)\n",
                 c->url, (unsigned long long)c->timeout_ms);
     else
         fprintf(stderr, "wardenctl: warden is not running (no answer on %s)\n", c->url);
@@ -90,7 +90,7 @@ int wctl_call(wctl *c, const proto_ctl_request *req, wctl_reply *r, char *err, s
     rc = bus_call_sync(c->url, sb.data, sb.size, c->timeout_ms, &buf, &len);
     r->latency_ms = (double)(wd_clock_mono_ns() - t0) / (double)WD_NS_PER_MS;
     if (rc == WD_EUNAVAIL || rc == WD_ETIMEDOUT) {
-        snprintf(err, errlen, "warden is not running");
+        snprintf(err, errlen, "warden is %s", rc == WD_EUNAVAIL ? "not running" : "not answering");
         goto fail;
     }
     if (rc != 0) {

@@ -43,7 +43,7 @@ def test_wardenctl_reload(warden):
     warden.write_config(changed())
     rep = warden.ctl("reload")
     assert {k: sorted(v) for k, v in rep.items()} == {
-        "added": ["new"], "removed": ["gone"], "restarted": ["change"],
+        "added": ["new"], "removed": ["gone"], "restarted": ["change"], "updated": [],
         "unchanged": ["keep", "sleeper"]}, rep
     check_after_reload(warden, before)
     # Reloading the same file again changes nothing.
@@ -106,4 +106,36 @@ def test_reload_stopped_worker_stays_stopped_and_removed_program_goes(warden):
     assert not pid_alive(p_pid)
     # An unchanged, operator-stopped worker is not started by a reload.
     assert warden.status("a")["state"] == "STOPPED"
+    warden.stop()
+
+
+def test_reload_changed_settings_leave_an_operator_stopped_worker_stopped(warden):
+    warden.start({"worker:a": worker("--print", "before"), "worker:b": worker()})
+    warden.ctl("stop", "a")
+    warden.wait_state("a", "STOPPED", STOP_TIMEOUT_MS / 1000 + MARGIN_S)
+    warden.write_config({"worker:a": worker("--print", "after"), "worker:b": worker()})
+    rep = warden.ctl("reload")
+    assert rep["updated"] == ["a"] and rep["restarted"] == [], rep
+    time.sleep(1.0)
+    st = warden.status("a")
+    assert st["state"] == "STOPPED" and st["desired"] == "down", st
+    # The new settings are the ones its next start uses.
+    warden.ctl("start", "a")
+    warden.wait_state("a", "RUNNING", 10, ready=True)
+    warden.wait_until(lambda: any("after" in l["line"] for l in warden.logs("a")), 5,
+                      "a to run with the new command")
+    warden.stop()
+
+
+def test_reload_stops_a_removed_program_even_in_the_middle_of_a_restart(warden):
+    warden.start({"worker:a": worker("--slow-stop", 1500), "worker:b": worker()})
+    a_pid = warden.status("a")["pid"]
+    warden.ctl("restart", "a")
+    warden.wait_state("a", "STOPPING", 5)
+    warden.write_config({"worker:b": worker()})
+    assert warden.ctl("reload")["removed"] == ["a"]
+    warden.wait_for(lambda s: "a" not in s, STOP_TIMEOUT_MS / 1000 + 2 * MARGIN_S, "a removed")
+    assert not pid_alive(a_pid)
+    # A removed program is no longer a target, even while it stops.
+    assert warden.ctl("start", "a", json=False, check=False).rc == 1
     warden.stop()
