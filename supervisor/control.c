@@ -256,7 +256,7 @@ static void ctl_signal(ctl_ctx *x) {
         return;
     }
     if (!name || wd_parse_signal(name, &sig) != 0) {
-        ctl_fail(x, WD_EINVAL, "signal: unknown signal '%s'", name ? name : "");
+        ctl_fail(x, WD_EINVAL, "unknown signal '%s'", name ? name : "");
         return;
     }
     if (sup_child_signal(c, sig) != 0) {

@@ -48,7 +48,12 @@ void sup_audit(sup *s, const char *action, const char *worker, const char *reaso
     json_decref(rec);
     if (!line)
         return;
-    wd_info("audit: %s", line);
+    /* Plain words in warden's own log (its logfmt would mangle the JSON's
+     * quotes); the JSON record goes to audit.log. */
+    wd_info("audit: %s %s by uid %lld pid %lld%s%s", action, worker && *worker ? worker : "-",
+            peer_uid != BUS_PEER_UNKNOWN ? (long long)peer_uid : -1LL,
+            peer_pid != BUS_PEER_UNKNOWN ? (long long)peer_pid : -1LL,
+            reason && *reason ? ": " : "", reason && *reason ? reason : "");
     if (s->audit_fd >= 0) {
         size_t n = strlen(line);
         line[n] = '\n'; /* json_dumps' NUL becomes the record's newline */

@@ -61,7 +61,8 @@ static int cmd_check_config(int argc, char **argv) {
         return 1;
     int rc = load(argv[2], conf);
     if (rc == 0)
-        printf("%s: ok (%d programs)\n", argv[2], conf->n_programs);
+        printf("%s: ok (%d program%s)\n", argv[2], conf->n_programs,
+               conf->n_programs == 1 ? "" : "s");
     free(conf);
     return rc;
 }
@@ -77,6 +78,11 @@ static int cmd_exec(int argc, char **argv) {
         const char *val = i + 1 < argc ? argv[i + 1] : NULL;
         bool takes = true;
         int64_t n;
+        if (opt[0] != '-') {
+            fprintf(stderr, "warden exec: '%s' is not an option: put '--' before the program\n",
+                    opt);
+            return 2;
+        }
         if (!strcmp(opt, "--setsid")) {
             o.new_session = true;
             takes = false;
@@ -122,7 +128,8 @@ static int cmd_exec(int argc, char **argv) {
         return 2;
     }
     if (i >= argc - 1) {
-        fprintf(stderr, "warden exec: missing '-- PROGRAM'\n");
+        fprintf(stderr, "warden exec: missing '-- PROGRAM' (options go before '--', the program "
+                        "and its arguments after it)\n");
         return 2;
     }
     char **prog = &argv[i + 1];
@@ -174,6 +181,10 @@ int main(int argc, char **argv) {
             return 0;
         } else if (!strcmp(argv[i], "-c") && i + 1 < argc) {
             config = argv[++i];
+        } else if (!strcmp(argv[i], "-c")) {
+            fprintf(stderr, "warden: -c needs a FILE\n");
+            usage(stderr);
+            return 2;
         } else {
             fprintf(stderr, "warden: unknown argument '%s'\n", argv[i]);
             usage(stderr);

@@ -1,6 +1,7 @@
 /* wardenctl's commands: each checks its arguments, builds its request, and
  * prints the reply as --json or as text (formatting in wardenctl_fmt.c).
  * logs and events share one loop, which with -f polls until ^C. */
+#include "config.h"
 #include "wardenctl.h"
 #include "wd_error.h"
 #include <errno.h>
@@ -87,9 +88,12 @@ int wctl_cmd_lifecycle(wctl *c) {
 int wctl_cmd_signal(wctl *c) {
     proto_ctl_request req;
     json_t *data = NULL;
+    int sig;
     int rc = wctl_check_name(c, "NAME", c->pos[0]);
-    if (rc == 0 && wctl_check_text(c->pos[1], WCTL_SMALL_MAX, false) != 0)
-        rc = wctl_usage_err(c, "bad signal '%.40s'", c->pos[1]);
+    if (rc == 0 && (wctl_check_text(c->pos[1], WCTL_SMALL_MAX, false) != 0 ||
+                    wd_parse_signal(c->pos[1], &sig) != 0))
+        rc = wctl_usage_err(c, "unknown signal '%.40s' (a name such as TERM, HUP, USR1, KILL, "
+                               "or a number 1..%d)", c->pos[1], SIGRTMAX);
     if (rc != 0)
         return rc;
     wctl_req_init(&req, "signal", c->pos[0]);

@@ -185,9 +185,19 @@ void wctl_print_item(const wctl *c, const json_t *it) {
         return;
     }
     if (strcmp(c->cmd->name, "events") == 0) {
-        printf("%s %s %s %s -> %s %s\n", wctl_sval(it, "ts"), wctl_sval(it, "kind"),
-               wctl_sval(it, "worker"), wctl_sval(it, "from"), wctl_sval(it, "to"),
-               wctl_sval(it, "reason"));
+        /* FROM -> TO only for transitions (state, breaker); an audit event
+         * carries its action in "from", an exit nothing but its reason. */
+        const char *from = json_string_value(json_object_get(it, "from"));
+        const char *to = json_string_value(json_object_get(it, "to"));
+        const char *reason = json_string_value(json_object_get(it, "reason"));
+        printf("%s %s %s", wctl_sval(it, "ts"), wctl_sval(it, "kind"), wctl_sval(it, "worker"));
+        if (from != NULL && *from != '\0' && to != NULL && *to != '\0')
+            printf(" %s -> %s", from, to);
+        else if (from != NULL && *from != '\0')
+            printf(" %s", from);
+        if (reason != NULL && *reason != '\0')
+            printf(" %s", reason);
+        printf("\n");
         return;
     }
     const json_t *line = json_object_get(it, "line");

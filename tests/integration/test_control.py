@@ -1,11 +1,13 @@
 """wardenctl against a running warden: every command of docs/CONTROL.md, the
 human and --json outputs, exit codes, and who may use the control socket."""
 import os
-import signal
 import re
+import signal
 import stat
 import subprocess
 import time
+
+import msgpack
 
 from wardenlib import (HB_TIMEOUT_MS, MARGIN_S, STOP_TIMEOUT_MS, WARDEN, WARDENCTL, clean_env,
                        pid_alive, program, project_version, worker)
@@ -174,11 +176,83 @@ def test_signal(warden):
     assert warden.ctl("signal", "a", "9")["signal"] == "KILL"
     warden.wait_new_pid("a", a["pid"], MARGIN_S + 1)
     r = warden.ctl("signal", "a", "NOTASIG", json=False)
-    assert r.rc == 1 and "NOTASIG" in r.err
+    # A usage error, caught before anything is sent, named once.
+    assert r.rc == 2 and r.err.count("unknown signal 'NOTASIG'") == 1, r
+    assert "signal: signal:" not in r.err, r.err
     r = warden.ctl("signal", "nosuch", "HUP", json=False)
     assert r.rc == 1
     r = warden.ctl("signal", "a", "TERM", json=False)
     assert r.rc == 0 and "sent TERM to a" in r.out
+    warden.stop()
+
+
+def follow(warden, *args):
+    return warden.spawn_helper([str(WARDENCTL), "-s", str(warden.control_sock), *args],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               env=clean_env(), start_new_session=True)
+
+
+def test_logs_and_events_follow_across_a_restart(warden):
+    warden.start({"worker:a": worker("--print", "hello from a"), "worker:b": worker()})
+    pid = warden.status("a")["pid"]
+    logs = follow(warden, "logs", "a", "-f", "-n", "1")
+    evs = follow(warden, "events", "-f", "-n", "1")
+    time.sleep(0.8)  # both have printed their first batch and poll now
+    warden.ctl("restart", "a")
+    new = warden.wait_new_pid("a", pid, STOP_TIMEOUT_MS / 1000 + MARGIN_S)
+    warden.wait_state("a", "RUNNING", MARGIN_S, ready=True)
+    time.sleep(1.0)  # a few polls
+    for p in (logs, evs):
+        os.killpg(p.pid, signal.SIGINT)
+    lout, lerr = logs.communicate(timeout=10)
+    eout, eerr = evs.communicate(timeout=10)
+    assert logs.returncode == 0 and evs.returncode == 0, (lerr, eerr)
+    # The new process's line arrived while following, with its pid.
+    assert re.search(r"^\S+ stdout %d hello from a$" % new["pid"], lout.decode(), re.M), lout
+    # And the restart's transitions, in order, on the events stream.
+    text = eout.decode()
+    assert "STOPPING" in text and "RUNNING" in text, text
+    assert text.index("STOPPING") < text.rindex("RUNNING"), text
+
+
+def test_events_are_published_on_events_sock(warden, tmp_path):
+    warden.start({"worker:a": worker()})
+    sub = warden.spawn_helper(["nngcat", "--sub0", "--dial", warden.events_url, "--subscribe", "",
+                               "--raw", "--recv-timeout", "30"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(0.5)  # the subscription is connected
+    pid = warden.status("a")["pid"]
+    warden.ctl("restart", "a")
+    warden.wait_new_pid("a", pid, STOP_TIMEOUT_MS / 1000 + MARGIN_S)
+    warden.wait_state("a", "RUNNING", MARGIN_S, ready=True)
+    time.sleep(0.3)
+    sub.kill()
+    raw, _ = sub.communicate(timeout=10)
+    up = msgpack.Unpacker(raw=False)
+    up.feed(raw)
+    events = [m for m in up]
+    assert events, "nothing published on events.sock"
+    for env in events:
+        assert isinstance(env, list) and len(env) == 6 and env[1] == 5, env  # EVENT
+        assert env[2] == "warden", env
+    bodies = [env[5] for env in events]
+    seqs = [env[3] for env in events]
+    assert seqs == sorted(seqs), seqs
+    assert {"kind": "audit", "worker": "a"}.items() <= next(
+        b for b in bodies if b["kind"] == "audit").items(), bodies
+    trans = [(b["from"], b["to"]) for b in bodies if b["kind"] == "state" and b["worker"] == "a"]
+    assert ("RUNNING", "STOPPING") in trans and trans[-1][1] == "RUNNING", trans
+
+
+def test_socket_from_warden_socket_env_and_s_wins(warden, tmp_path):
+    warden.start({"worker:a": worker()})
+    env = clean_env({"WARDEN_SOCKET": str(warden.control_sock)})
+    r = subprocess.run([str(WARDENCTL), "ping"], capture_output=True, env=env, timeout=10)
+    assert r.returncode == 0 and r.stdout.startswith(b"ok"), r
+    # -s is taken over the environment.
+    r = subprocess.run([str(WARDENCTL), "-s", str(tmp_path / "none.sock"), "ping"],
+                       capture_output=True, env=env, timeout=10)
+    assert r.returncode == 1 and b"none.sock" in r.stderr, r
     warden.stop()
 
 
