@@ -222,6 +222,11 @@ int sup_child_spawn(sup_child *c, char *err, size_t errlen) {
     }
     proc_build_env(c, env);
     o.envp = env->ptrs;
+    uint64_t nofile = o.limit_nofile ? spawn_nofile_granted(o.limit_nofile) : 0;
+    if (nofile < o.limit_nofile)
+        wd_warn("%s: limit_nofile %llu is more than warden may grant; the program gets %llu",
+                c->conf->name, (unsigned long long)o.limit_nofile, (unsigned long long)nofile);
+    o.limit_nofile = nofile;
     if ((rc = spawn_resolve_user(c->conf->user, c->conf->group, &o, err, errlen)) != 0)
         goto fail;
     if (spawn_resolve_path(c->conf->argv[0], o.envp, o.path, sizeof o.path) != 0) {

@@ -71,12 +71,40 @@ int spawn_resolve_path(const char *argv0, char *const *envp, char *out, size_t o
 static int spawn_limit(int resource, uint64_t v) {
     struct rlimit rl = {.rlim_cur = (rlim_t)v, .rlim_max = (rlim_t)v};
     struct rlimit cur;
-    /* An unprivileged process may lower but not raise its hard limit. */
+    /* With CAP_SYS_RESOURCE the hard limit may go up; without, only down,
+     * so the value is then capped at the hard limit (for files the caller
+     * asked spawn_nofile_granted first and warned). */
+    if (setrlimit(resource, &rl) == 0)
+        return 0;
     if (getrlimit(resource, &cur) == 0 && cur.rlim_max != RLIM_INFINITY && rl.rlim_max > cur.rlim_max)
         rl.rlim_max = cur.rlim_max;
     if (rl.rlim_cur > rl.rlim_max)
         rl.rlim_cur = rl.rlim_max;
     return setrlimit(resource, &rl);
+}
+
+uint64_t spawn_nofile_granted(uint64_t want) {
+    struct rlimit cur;
+    if (getrlimit(RLIMIT_NOFILE, &cur) != 0 || cur.rlim_max == RLIM_INFINITY ||
+        want <= (uint64_t)cur.rlim_max)
+        return want;
+    /* Raising a hard limit needs CAP_SYS_RESOURCE (root in a container may
+     * lack it) and stops at fs.nr_open: try it on ourselves, then put our
+     * own limit back (lowering is always allowed). */
+    uint64_t try = want;
+    FILE *f = fopen("/proc/sys/fs/nr_open", "re");
+    unsigned long long nr_open;
+    if (f != NULL) {
+        if (fscanf(f, "%llu", &nr_open) == 1 && try > nr_open)
+            try = nr_open;
+        fclose(f);
+    }
+    struct rlimit up = {.rlim_cur = cur.rlim_cur, .rlim_max = (rlim_t)try};
+    if (try > (uint64_t)cur.rlim_max && setrlimit(RLIMIT_NOFILE, &up) == 0) {
+        setrlimit(RLIMIT_NOFILE, &cur);
+        return try;
+    }
+    return (uint64_t)cur.rlim_max;
 }
 
 int spawn_apply(const spawn_opts *o, const char **step) {

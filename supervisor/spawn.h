@@ -38,6 +38,11 @@ int spawn_resolve_user(const char *user, const char *group, spawn_opts *o, char 
 /* Finds argv0 in PATH (from envp, or a default) unless it contains '/'. */
 int spawn_resolve_path(const char *argv0, char *const *envp, char *out, size_t outlen);
 
+/* What a limit_nofile of want will really be in the child: root may go up
+ * to fs.nr_open, anyone else to their hard limit. Not async-signal-safe:
+ * for a warning before fork. */
+uint64_t spawn_nofile_granted(uint64_t want);
+
 /* Applies the set-up in the calling process. Async-signal-safe. Returns 0, or
  * -errno with *step naming what failed. */
 int spawn_apply(const spawn_opts *o, const char **step);

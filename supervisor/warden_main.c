@@ -142,6 +142,11 @@ static int cmd_exec(int argc, char **argv) {
         fprintf(stderr, "warden exec: %s: not found\n", prog[0]);
         return 127;
     }
+    uint64_t nofile = o.limit_nofile ? spawn_nofile_granted(o.limit_nofile) : 0;
+    if (nofile < o.limit_nofile)
+        fprintf(stderr, "warden exec: --limit-nofile %llu is more than may be granted; using %llu\n",
+                (unsigned long long)o.limit_nofile, (unsigned long long)nofile);
+    o.limit_nofile = nofile;
     const char *step = "";
     int rc = spawn_apply(&o, &step);
     if (rc != 0) {

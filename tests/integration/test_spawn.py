@@ -5,6 +5,7 @@ Then the same set-up through `warden exec`, and its bad arguments."""
 import os
 import pwd
 import grp
+import re
 import subprocess
 import time
 
@@ -160,3 +161,25 @@ def test_warden_exec_bad_arguments_named(tmp_path):
         assert text in err, (args, err)
         assert len(err.splitlines()) == 1, (args, err)
         assert r.stdout == b"", (args, r.stdout)
+
+
+def test_limit_nofile_above_what_may_be_granted_is_said_not_silent(warden):
+    # Above fs.nr_open: no one may grant it. The program gets the most it
+    # may have, and warden says so, through `warden exec` and in its log.
+    want = 100_000_000
+    r = run_exec(["--limit-nofile", str(want), "--", "/bin/sh", "-c", "ulimit -n"])
+    err = r.stderr.decode()
+    m = re.search(r"--limit-nofile %d is more than may be granted; using (\d+)" % want, err)
+    assert r.returncode == 0 and m, err
+    assert r.stdout.decode().strip() == m.group(1)
+    # The config's own bound is 1048576; whether that is more than may be
+    # granted depends on the machine (CAP_SYS_RESOURCE, fs.nr_open).
+    top = 1048576
+    r = run_exec(["--limit-nofile", str(top), "--", "/bin/sh", "-c", "ulimit -n"])
+    granted = int(r.stdout.decode())
+    warden.start({"program:p": program("/bin/sleep 1000", limit_nofile=str(top))})
+    pid = warden.status("p")["pid"]
+    assert proc_limits(pid)["Max open files"] == (str(granted),) * 2
+    warning = "p: limit_nofile %d is more than warden may grant; the program gets %d" % (top, granted)
+    assert (warning in warden.stderr_path.read_text()) == (granted < top)
+    warden.stop()
