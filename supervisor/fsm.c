@@ -10,6 +10,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #define FSM_KILL_GRACE_MS 5000 /* after SIGKILL, how long until we complain again */
 
@@ -81,6 +82,16 @@ static void fsm_signal_stop(sup_child *c, int sig) {
 
 static void act_backoff(sup_child *c, const char *what);
 
+/* "18:16:25Z": when a wait of in_ms ends, as wall-clock time (UTC). A reason
+ * keeps its text until the next transition, and "in 32.5s" would be stale a
+ * second later; the breaker's own countdown is in status. */
+static void fsm_wall_at(char *buf, size_t len, uint64_t in_ms) {
+    time_t t = (time_t)((wd_clock_real_ns() / WD_NS_PER_MS + in_ms + 999) / 1000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(buf, len, "%H:%M:%SZ", &tm);
+}
+
 /* Start a process if the desired state, dependencies and crash breaker allow. */
 static void act_start(sup_child *c) {
     char why[SUP_REASON_MAX + 1];
@@ -94,8 +105,9 @@ static void act_start(sup_child *c) {
     uint64_t now = wd_clock_mono_ns();
     if (brk_allow(&c->crash, now, NULL) != 0) {
         uint64_t in_ms = brk_retry_in(&c->crash, now) / WD_NS_PER_MS + 1;
-        snprintf(why, sizeof why, "crash-loop breaker open; half-open start in %.1fs",
-                 (double)in_ms / 1000.0);
+        char at[16];
+        fsm_wall_at(at, sizeof at, in_ms);
+        snprintf(why, sizeof why, "crash-loop breaker open; half-open start at %s", at);
         fsm_deadline(c, in_ms);
         sup_child_set_state(c, SUP_BACKOFF, why);
         return;
@@ -186,8 +198,10 @@ static void act_backoff(sup_child *c, const char *what) {
     brk_record_failure(&c->crash, c->crash.generation, now, what);
     if (c->crash.state == BRK_OPEN) {
         uint64_t in_ms = brk_retry_in(&c->crash, now) / WD_NS_PER_MS + 1;
-        snprintf(why, sizeof why, "crash-loop breaker open after %s; half-open start in %.1fs",
-                 what, (double)in_ms / 1000.0);
+        char at[16];
+        fsm_wall_at(at, sizeof at, in_ms);
+        snprintf(why, sizeof why, "crash-loop breaker open after %s; half-open start at %s", what,
+                 at);
         fsm_deadline(c, in_ms);
     } else {
         uint64_t delay = wd_backoff_full_jitter(&c->owner->rng, c->conf->backoff_base_ms,
