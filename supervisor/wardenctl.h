@@ -122,10 +122,11 @@ int wctl_diag_print(const json_t *report);
 
 /* ---- wardenctl_dtarget.c ---- */
 
-/* Addresses read from warden's config file: never NULL unless out of
- * memory; empty (every target unknown) when the file cannot be read. */
+/* Addresses read from warden's config file, with the WARDEN_* overrides of
+ * warden's own environment (warden_pid; 0 = wardenctl's): never NULL unless
+ * out of memory; empty (every target unknown) when the file cannot be read. */
 typedef struct wctl_targets wctl_targets;
-wctl_targets *wctl_targets_load(const char *config_path);
+wctl_targets *wctl_targets_load(const char *config_path, long warden_pid);
 void wctl_targets_free(wctl_targets *t);
 /* "host:port" of dependency dep ("redis", "postgresql", "broker"...) as
  * worker's config sections name it; never user, password, path or query.

@@ -546,7 +546,8 @@ int wctl_cmd_diagnose(wctl *c) {
         if (json_is_true(json_object_get(sup, "draining")))
             finding(&d, SEV_DOWN, NULL, "supervisor", "wait for it to exit and start it again",
                     "warden is shutting down (draining)");
-        d.targets = wctl_targets_load(json_string_value(json_object_get(sup, "config")));
+        d.targets = wctl_targets_load(json_string_value(json_object_get(sup, "config")),
+                                      (long)json_integer_value(json_object_get(sup, "pid")));
         json_array_foreach(workers, i, w) {
             json_t *row = worker_row(w);
             judge_worker(&d, w, row);

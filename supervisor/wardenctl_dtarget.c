@@ -4,7 +4,9 @@
  * The workers do not report their addresses, but the config they read does:
  * [aggregator] redis_url = redis://..., [position_monitor] pg_dsn = host=...
  * So diagnose reads the same file (the path is in `status`), with the same
- * WARDEN_<SECTION>_<KEY> environment overrides the supervisor applies, and
+ * WARDEN_<SECTION>_<KEY> environment overrides the supervisor applies: those
+ * of warden's own environment (/proc/PID/environ, readable by the same user
+ * or root, as the control socket requires), else wardenctl's; and
  * keeps only the host and port of the keys that name an address. A URL's
  * user, password, path and query and a DSN's other fields are never copied:
  * the result goes into a report that people paste into tickets. If the file
@@ -24,9 +26,16 @@ typedef struct dt_entry {
     char section[PROTO_NAME_MAX + 16], key[64], value[DT_VALUE_MAX];
 } dt_entry;
 
+#define DT_ENV_MAX (1024 * 1024)
+#define DT_SECTIONS_MAX 64
+
 struct wctl_targets {
     dt_entry *v;
     size_t n, cap;
+    char *env; /* warden's environ: NUL-separated; NULL = use our own */
+    size_t env_len;
+    char sections[DT_SECTIONS_MAX][PROTO_NAME_MAX + 16]; /* every section seen */
+    size_t n_sections;
 };
 
 /* Keys that hold an address: redis_url, pg_dsn, broker_host, webhook_url... */
@@ -47,50 +56,133 @@ static bool port_key(const char *key) {
     return kl >= 4 && strcmp(key + kl - 4, "port") == 0;
 }
 
-static int on_entry(void *user, const char *section, const char *name, const char *value) {
-    wctl_targets *t = user;
-    bool cmd = strncmp(section, "worker:", 7) == 0 && strcmp(name, "command") == 0;
-    if (!cmd && !addr_key(name) && !port_key(name))
-        return 1;
-    if (strlen(section) >= sizeof t->v[0].section || strlen(name) >= sizeof t->v[0].key ||
-        strlen(value) >= DT_VALUE_MAX)
-        return 1; /* not ours to judge: warden check-config does that */
+static bool add_entry(wctl_targets *t, const char *section, const char *name, const char *value) {
     if (t->n == t->cap) {
         size_t cap = t->cap ? t->cap * 2 : 16;
         dt_entry *nv = realloc(t->v, cap * sizeof *nv);
         if (nv == NULL)
-            return 0;
+            return false;
         t->v = nv, t->cap = cap;
     }
     dt_entry *e = &t->v[t->n++];
     snprintf(e->section, sizeof e->section, "%s", section);
     snprintf(e->key, sizeof e->key, "%s", name);
     snprintf(e->value, sizeof e->value, "%s", value);
+    return true;
+}
+
+static void note_section(wctl_targets *t, const char *section) {
+    if (strlen(section) >= sizeof t->sections[0])
+        return;
+    for (size_t i = 0; i < t->n_sections; i++)
+        if (strcmp(t->sections[i], section) == 0)
+            return;
+    if (t->n_sections < DT_SECTIONS_MAX)
+        snprintf(t->sections[t->n_sections++], sizeof t->sections[0], "%s", section);
+}
+
+static int on_entry(void *user, const char *section, const char *name, const char *value) {
+    wctl_targets *t = user;
+    note_section(t, section);
+    bool cmd = strncmp(section, "worker:", 7) == 0 && strcmp(name, "command") == 0;
+    if (!cmd && !addr_key(name) && !port_key(name))
+        return 1;
+    if (strlen(section) >= sizeof t->v[0].section || strlen(name) >= sizeof t->v[0].key ||
+        strlen(value) >= DT_VALUE_MAX)
+        return 1; /* not ours to judge: warden check-config does that */
+    add_entry(t, section, name, value);
     return 1;
 }
 
-wctl_targets *wctl_targets_load(const char *config_path) {
+/* The override variable of section/key, as common/config.c spells it. */
+static void env_name(char *var, size_t len, const char *section, const char *key) {
+    size_t n = (size_t)snprintf(var, len, "WARDEN_%s_%s", section, key);
+    for (size_t i = 7; i < n && i < len; i++)
+        var[i] = isalnum((unsigned char)var[i]) ? (char)toupper((unsigned char)var[i]) : '_';
+}
+
+static const char *env_get(const wctl_targets *t, const char *var) {
+    if (t->env == NULL)
+        return getenv(var);
+    size_t vl = strlen(var);
+    for (size_t off = 0; off < t->env_len; off += strlen(t->env + off) + 1)
+        if (strncmp(t->env + off, var, vl) == 0 && t->env[off + vl] == '=')
+            return t->env + off + vl + 1;
+    return NULL;
+}
+
+/* warden's environment, NUL-terminated as a whole; false if unreadable. */
+static bool env_load(wctl_targets *t, long pid) {
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%ld/environ", pid);
+    FILE *f = fopen(path, "re");
+    if (f == NULL)
+        return false;
+    char *buf = malloc(DT_ENV_MAX + 1);
+    size_t n = buf != NULL ? fread(buf, 1, DT_ENV_MAX, f) : 0;
+    fclose(f);
+    if (buf == NULL || n == 0) {
+        free(buf);
+        return false;
+    }
+    buf[n] = '\0';
+    t->env = buf, t->env_len = n;
+    return true;
+}
+
+/* A WARDEN_<SECTION>_<KEY> address that the file does not have at all
+ * (scripts/run and Kubernetes manifests set them this way) is a target too. */
+static void env_only_entries(wctl_targets *t) {
+    for (size_t s = 0; s < t->n_sections; s++) {
+        char prefix[sizeof t->sections[0] + 16];
+        env_name(prefix, sizeof prefix, t->sections[s], "");
+        size_t pl = strlen(prefix);
+        for (size_t off = 0; t->env != NULL && off < t->env_len; off += strlen(t->env + off) + 1) {
+            const char *kv = t->env + off, *eq = strchr(kv, '=');
+            char key[64];
+            size_t kl = eq != NULL ? (size_t)(eq - kv) : 0;
+            if (kl <= pl || kl - pl >= sizeof key || strncmp(kv, prefix, pl) != 0)
+                continue;
+            for (size_t i = 0; i < kl - pl; i++)
+                key[i] = (char)tolower((unsigned char)kv[pl + i]);
+            key[kl - pl] = '\0';
+            if (!addr_key(key) && !port_key(key))
+                continue;
+            bool have = false;
+            for (size_t i = 0; i < t->n && !have; i++)
+                have = strcmp(t->v[i].section, t->sections[s]) == 0 && strcmp(t->v[i].key, key) == 0;
+            if (!have)
+                add_entry(t, t->sections[s], key, "");
+        }
+    }
+}
+
+wctl_targets *wctl_targets_load(const char *config_path, long warden_pid) {
     wctl_targets *t = calloc(1, sizeof *t);
     if (t == NULL || config_path == NULL || config_path[0] == '\0')
         return t;
-    if (ini_parse(config_path, on_entry, t) < 0)
+    if (ini_parse(config_path, on_entry, t) < 0) {
         t->n = 0; /* unreadable: every target unknown */
+        return t;
+    }
+    if (warden_pid > 0 && env_load(t, warden_pid))
+        env_only_entries(t);
     return t;
 }
 
 void wctl_targets_free(wctl_targets *t) {
-    if (t != NULL)
+    if (t != NULL) {
         free(t->v);
+        free(t->env);
+    }
     free(t);
 }
 
-/* WARDEN_<SECTION>_<KEY>, as common/config.c spells it, wins over the file. */
-static const char *effective(const dt_entry *e) {
+/* WARDEN_<SECTION>_<KEY> wins over the file. */
+static const char *effective(const wctl_targets *t, const dt_entry *e) {
     char var[sizeof e->section + sizeof e->key + 16];
-    size_t n = (size_t)snprintf(var, sizeof var, "WARDEN_%s_%s", e->section, e->key);
-    for (size_t i = 7; i < n && i < sizeof var; i++)
-        var[i] = isalnum((unsigned char)var[i]) ? (char)toupper((unsigned char)var[i]) : '_';
-    const char *env = getenv(var);
+    env_name(var, sizeof var, e->section, e->key);
+    const char *env = env_get(t, var);
     return env != NULL && env[0] != '\0' ? env : e->value;
 }
 
@@ -199,7 +291,7 @@ static void worker_sections(const wctl_targets *t, const char *worker, char out[
     for (size_t i = 0; i < t->n; i++) {
         if (strcmp(t->v[i].section, want) != 0 || strcmp(t->v[i].key, "command") != 0)
             continue;
-        const char *cmd = effective(&t->v[i]);
+        const char *cmd = effective(t, &t->v[i]);
         size_t wl = strcspn(cmd, " \t");
         const char *base = cmd;
         for (const char *p = cmd; p < cmd + wl; p++)
@@ -248,7 +340,7 @@ int wctl_target_find(const wctl_targets *t, const char *worker, const char *dep,
             if (strcmp(e->section, order[s]) != 0 || !addr_key(e->key) ||
                 (s < 2 && !key_names(e->key, dep)))
                 continue;
-            const char *v = effective(e);
+            const char *v = effective(t, e);
             if (v[0] == '\0' || !to_target(v, out, len))
                 continue;
             /* redis_host beside redis_port: join them. */
@@ -258,9 +350,9 @@ int wctl_target_find(const wctl_targets *t, const char *worker, const char *dep,
                 for (size_t j = 0; j < t->n; j++)
                     if (strcmp(t->v[j].section, e->section) == 0 && port_key(t->v[j].key) &&
                         strncmp(t->v[j].key, e->key, pl + 1) == 0 &&
-                        strspn(effective(&t->v[j]), "0123456789") == strlen(effective(&t->v[j])))
+                        strspn(effective(t, &t->v[j]), "0123456789") == strlen(effective(t, &t->v[j])))
                         snprintf(out + strlen(out), len - strlen(out), ":%s",
-                                 effective(&t->v[j]));
+                                 effective(t, &t->v[j]));
             }
             return 0;
         }

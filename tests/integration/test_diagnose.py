@@ -200,6 +200,42 @@ def test_redis_unreachable_names_host_not_password(warden):
         assert secret not in text and "bob" not in text
 
 
+def test_target_from_wardens_environment_wins_over_the_file(warden):
+    """scripts/run and Kubernetes set addresses with WARDEN_<SECTION>_<KEY>
+    in warden's environment; wardenctl, run from another shell, does not
+    have them. diagnose reads warden's own environment: the file's address
+    is overridden, and one only in the environment is found too."""
+    port = free_port()
+    secret = "env-Pw-5678"
+    warden.start({"worker:agg": worker(command=str(AGG)),
+                  "aggregator": {"symbols": "AAPL", "venues": "A", "source": "synthetic",
+                                 "synthetic_rate": "10",
+                                 "redis_url": "redis://127.0.0.1:1/0"}},
+                 env={"WARDEN_AGGREGATOR_REDIS_URL":
+                      "redis://bob:%s@127.0.0.1:%d/0" % (secret, port)})
+    rc, rep = wait_report(warden, lambda rc, rep: any(
+        c["worker"] == "agg" and c["source"] == "metric:warden_redis_connection_state"
+        and not c["ok"] for c in rep["connectivity"]), 15, "the redis gauge to say not ready")
+    row = next(c for c in rep["connectivity"] if c["source"].startswith("metric:") and not c["ok"])
+    assert row["target"] == "127.0.0.1:%d" % port, row
+    assert any("check redis at 127.0.0.1:%d" % port in r for r in rep["recommendations"])
+    for text in diagnose(warden)[1:] + diagnose(warden, "--json")[1:]:
+        assert secret not in text and "bob" not in text
+    warden.stop()
+    # Not in the file at all: only warden's environment has it.
+    warden.proc = None
+    warden.start({"worker:agg": worker(command=str(AGG)),
+                  "aggregator": {"symbols": "AAPL", "venues": "A", "source": "synthetic",
+                                 "synthetic_rate": "10"}},
+                 env={"WARDEN_AGGREGATOR_REDIS_URL": "redis://127.0.0.1:%d/0" % port})
+    rc, rep = wait_report(warden, lambda rc, rep: any(
+        c["worker"] == "agg" and c["source"] == "metric:warden_redis_connection_state"
+        and not c["ok"] for c in rep["connectivity"]), 15, "the redis gauge to say not ready")
+    row = next(c for c in rep["connectivity"] if c["source"].startswith("metric:") and not c["ok"])
+    assert row["target"] == "127.0.0.1:%d" % port, row
+    warden.stop()
+
+
 def test_supervisor_down_exits_2_with_clear_message(warden):
     warden.start({"worker:a": worker()})
     sock = warden.control_sock
