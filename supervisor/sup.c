@@ -192,6 +192,11 @@ int sup_init(sup *s, uv_loop_t *loop, const char *config_path, wd_supervisor_con
     wd_rng_seed(&s->rng, s->start_real_ns ^ (uint64_t)getpid());
     if (!realpath(config_path, s->config_path))
         snprintf(s->config_path, sizeof s->config_path, "%s", config_path);
+    if ((s->sections = calloc(1, sizeof *s->sections)) == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return WD_ENOMEM;
+    }
+    sup_sections_load(s->config_path, s->sections);
     /* The longest socket path is worker-NAME.sock with a 63-byte NAME. */
     size_t longest = strlen(conf->run_dir) + sizeof "/worker-.sock" - 1 + WD_CONF_NAME_MAX;
     if (longest > SUP_IPC_PATH_MAX) {
@@ -337,6 +342,8 @@ int sup_run(sup *s) {
 }
 
 void sup_free(sup *s) {
+    free(s->sections);
+    s->sections = NULL;
     if (s->events)
         bus_out_close(s->events);
     s->events = NULL;
@@ -348,12 +355,50 @@ void sup_free(sup *s) {
 
 static void json_add_name(json_t *arr, const char *name) { json_array_append_new(arr, json_string(name)); }
 
+/* Does a section c reads itself differ between the running config and the
+ * new file? */
+static bool own_sections_changed(const sup *s, const sup_sections *next, const sup_child *c) {
+    const sup_sections *cur = s->sections;
+    const sup_sections *both[2] = {cur, next};
+    for (int k = 0; k < 2; k++)
+        for (int i = 0; i < both[k]->n; i++) {
+            const char *sec = both[k]->v[i].name;
+            if (sup_section_owned(sec, c->conf->name, c->conf->argv[0]) &&
+                sup_section_changed(cur, next, sec))
+                return true;
+        }
+    return false;
+}
+
+/* Changed sections no program is named after ([channel:slack],
+ * [breaker:redis]): warden cannot tell who reads them. */
+static json_t *unowned_changes(const sup *s, const sup_sections *next,
+                               const wd_supervisor_conf *conf) {
+    json_t *out = json_array();
+    const sup_sections *both[2] = {s->sections, next};
+    for (int k = 0; k < 2; k++)
+        for (int i = 0; i < both[k]->n; i++) {
+            const char *sec = both[k]->v[i].name;
+            bool owned = false, seen = false;
+            if (!sup_section_changed(s->sections, next, sec))
+                continue;
+            for (int p = 0; p < conf->n_programs && !owned; p++)
+                owned = sup_section_owned(sec, conf->programs[p].name, conf->programs[p].argv[0]);
+            for (size_t j = 0; j < json_array_size(out) && !seen; j++)
+                seen = strcmp(json_string_value(json_array_get(out, j)), sec) == 0;
+            if (!owned && !seen)
+                json_array_append_new(out, json_string(sec));
+        }
+    return out;
+}
+
 int sup_reload(sup *s, char *err, size_t errlen, json_t **report) {
     wd_supervisor_conf *next = calloc(1, sizeof *next);
     wd_conf_errors *errs = calloc(1, sizeof *errs);
+    sup_sections *next_sections = calloc(1, sizeof *next_sections);
     int rc = WD_ENOMEM;
     *report = NULL;
-    if (!next || !errs)
+    if (!next || !errs || !next_sections)
         goto fail;
     if ((rc = wd_conf_load_supervisor(s->config_path, NULL, next, errs)) != 0) {
         size_t off = 0;
@@ -362,12 +407,18 @@ int sup_reload(sup *s, char *err, size_t errlen, json_t **report) {
             off += (size_t)snprintf(err + off, errlen - off, "%s%s", i ? "; " : "", errs->msg[i]);
         goto fail;
     }
+    sup_sections_load(s->config_path, next_sections);
     if (strcmp(next->run_dir, s->conf->run_dir) != 0)
         wd_warn("reload: run_dir change needs a restart of warden; keeping %s", s->conf->run_dir);
     snprintf(next->run_dir, sizeof next->run_dir, "%s", s->conf->run_dir);
     wd_log_set_level((wd_log_level)next->log_level);
     json_t *added = json_array(), *removed = json_array(), *restarted = json_array(),
            *updated = json_array(), *unchanged = json_array();
+    json_t *not_applied = unowned_changes(s, next_sections, next);
+    for (size_t i = 0; i < json_array_size(not_applied); i++)
+        wd_warn("reload: section [%s] changed, but no program is named after it; it applies "
+                "when the workers that read it restart (wardenctl restart NAME)",
+                json_string_value(json_array_get(not_applied, i)));
     /* Backwards: a removal may free a child and shift those after it. */
     for (int i = s->n_children - 1; i >= 0; i--) {
         sup_child *c = s->children[i];
@@ -393,7 +444,7 @@ int sup_reload(sup *s, char *err, size_t errlen, json_t **report) {
             json_add_name(added, pc->name);
             continue;
         }
-        if (wd_program_conf_equal(c->conf, pc)) {
+        if (wd_program_conf_equal(c->conf, pc) && !own_sections_changed(s, next_sections, c)) {
             json_add_name(unchanged, pc->name);
             continue;
         }
@@ -423,9 +474,14 @@ int sup_reload(sup *s, char *err, size_t errlen, json_t **report) {
     free(s->conf);
     s->conf = next;
     next = NULL;
-    /* updated: new settings taken by a program that stays stopped. */
-    *report = json_pack("{s:o,s:o,s:o,s:o,s:o}", "added", added, "removed", removed, "restarted",
-                        restarted, "updated", updated, "unchanged", unchanged);
+    free(s->sections);
+    s->sections = next_sections;
+    next_sections = NULL;
+    /* updated: new settings taken by a program that stays stopped.
+     * not_applied: changed sections warden cannot attribute to a program. */
+    *report = json_pack("{s:o,s:o,s:o,s:o,s:o,s:o}", "added", added, "removed", removed,
+                        "restarted", restarted, "updated", updated, "unchanged", unchanged,
+                        "not_applied", not_applied);
     char summary[256];
     snprintf(summary, sizeof summary, "reloaded: %zu added, %zu removed, %zu restarted",
              json_array_size(added), json_array_size(removed), json_array_size(restarted));
@@ -434,6 +490,7 @@ int sup_reload(sup *s, char *err, size_t errlen, json_t **report) {
     sup_child_eval_deps(s);
     rc = 0;
 fail:
+    free(next_sections);
     free(next);
     free(errs);
     return rc;

@@ -11,6 +11,7 @@
 #include "config.h"
 #include "logcap.h"
 #include "proto.h"
+#include "sections.h"
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -115,6 +116,7 @@ struct sup {
     uv_loop_t *loop;
     char config_path[WD_CONF_PATH_MAX];
     wd_supervisor_conf *conf; /* owned */
+    sup_sections *sections;   /* owned: workers' own sections, for reload */
     int n_children;
     sup_child *children[WD_CONF_PROGRAMS_MAX];
 

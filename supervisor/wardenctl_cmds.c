@@ -135,7 +135,10 @@ int wctl_cmd_reset(wctl *c) {
 
 int wctl_cmd_reload(wctl *c) {
     static const char *const lists[] = {"added", "removed", "restarted", "updated",
-                                         "unchanged"};
+                                         "unchanged", "not_applied"};
+    static const char *const labels[] = {
+        "added", "removed", "restarted", "updated (stopped by an operator; applies at its start)",
+        "unchanged", "changed sections no program is named after (apply at a restart)"};
     proto_ctl_request req;
     json_t *data = NULL;
     bool changed = false;
@@ -155,9 +158,9 @@ int wctl_cmd_reload(wctl *c) {
         const json_t *arr = json_object_get(data, lists[i]);
         if (json_array_size(arr) == 0)
             continue;
-        if (i < 3)
+        if (strcmp(lists[i], "unchanged") != 0)
             changed = true;
-        wctl_print_list(lists[i], arr);
+        wctl_print_list(labels[i], arr);
     }
     if (!changed)
         printf("no changes\n");

@@ -3,7 +3,7 @@ programs start, removed ones stop; a bad config is refused and nothing moves."""
 import signal
 import time
 
-from wardenlib import MARGIN_S, STOP_TIMEOUT_MS, pid_alive, program, worker
+from wardenlib import BIN_DIR, MARGIN_S, STOP_TIMEOUT_MS, pid_alive, program, worker
 
 
 def initial():
@@ -44,7 +44,7 @@ def test_wardenctl_reload(warden):
     rep = warden.ctl("reload")
     assert {k: sorted(v) for k, v in rep.items()} == {
         "added": ["new"], "removed": ["gone"], "restarted": ["change"], "updated": [],
-        "unchanged": ["keep", "sleeper"]}, rep
+        "unchanged": ["keep", "sleeper"], "not_applied": []}, rep
     check_after_reload(warden, before)
     # Reloading the same file again changes nothing.
     rep = warden.ctl("reload")
@@ -138,4 +138,32 @@ def test_reload_stops_a_removed_program_even_in_the_middle_of_a_restart(warden):
     assert not pid_alive(a_pid)
     # A removed program is no longer a target, even while it stops.
     assert warden.ctl("start", "a", json=False, check=False).rc == 1
+    warden.stop()
+
+
+def test_reload_restarts_a_worker_whose_own_section_changed(warden):
+    """[aggregator] is read by the aggregator itself at start: changing it
+    restarts that worker (and only it); a changed section no program is
+    named after is reported, not silently ignored."""
+    def conf(rate, breaker_failures):
+        return {"worker:aggregator": worker(command=str(BIN_DIR / "warden-aggregator")),
+                "worker:b": worker(),
+                "aggregator": {"symbols": "AAPL", "venues": "A", "source": "synthetic",
+                               "synthetic_rate": rate, "redis_url": "redis://127.0.0.1:1/0"},
+                "breaker:sink": {"failure_threshold": breaker_failures}}
+    warden.start(conf("10", "5"))
+    before = warden.status()
+    warden.write_config(conf("20", "5"))
+    rep = warden.ctl("reload")
+    assert rep["restarted"] == ["aggregator"] and rep["not_applied"] == [], rep
+    assert sorted(rep["unchanged"]) == ["b"], rep
+    warden.wait_for(lambda s: s["aggregator"]["pid"] not in (None, before["aggregator"]["pid"])
+                    and s["aggregator"]["ready"], STOP_TIMEOUT_MS / 1000 + 2 * MARGIN_S,
+                    "the aggregator to restart")
+    assert warden.status("b")["pid"] == before["b"]["pid"]
+    warden.write_config(conf("20", "7"))
+    rep = warden.ctl("reload")
+    assert rep["restarted"] == [] and rep["not_applied"] == ["breaker:sink"], rep
+    r = warden.ctl("reload", json=False)
+    assert r.rc == 0 and "no changes" in r.out, r  # the same file again
     warden.stop()
