@@ -434,7 +434,10 @@ def test_ping_and_version_against_a_stopped_warden_keep_their_deadline(warden):
     # closed: nng 1.5.2 can lose its listener to that, and the listener
     # watchdog replaces it within about a second.
     warden.wait_until(lambda: warden.ctl("ping", json=False).rc == 0, 5, "ping after SIGCONT")
-    warden.stop()
+    # SIGKILL, not a graceful stop: the lost listener's objects are nng's
+    # to free and it never does, which the sanitizer run's leak check would
+    # report at exit (see docs/reliability.md on the listener bug).
+    warden.kill()
 
 
 def test_control_socket_mode_and_other_uid_refused(warden):
