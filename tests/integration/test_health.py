@@ -4,7 +4,9 @@ server. Covers each endpoint's status and body, and the issue's faults:
 supervisor stopped (kill -STOP) -> /livez 503 within probe_deadline and 200
 again after -CONT; a required worker crash-looping -> /readyz 503 naming it,
 /livez 200; a critical breaker open in a worker -> /readyz 503, /livez 200;
-the reset endpoint's 409 rules, the bearer token and the audit log."""
+the reset endpoint's 409 rules, the bearer token and the audit log; /metrics
+with a real worker's histograms (the aggregator's) through `promtool check
+metrics`."""
 import http.client
 import json
 import os
@@ -16,9 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from wardenlib import BIN_DIR, worker
+from wardenlib import BIN_DIR, FAST_WORKER, worker
 
 HEALTH = BIN_DIR / "warden-health"
+AGG = BIN_DIR / "warden-aggregator"
 PROBE_DEADLINE_MS = 1000
 TTL_MS = 100
 MARGIN_S = 3.0
@@ -153,6 +156,55 @@ def test_endpoints_status_and_bodies(warden, port):
     assert st == 405
     st, ct, body = req(port, "GET", "/livez%zz")
     assert st == 400 and ct.startswith("application/json")
+    warden.stop()
+
+
+def metric_value(text, series):
+    """The value of the sample `series` (name{labels}) in a /metrics text, or None."""
+    for line in text.splitlines():
+        if line.startswith(series + " "):
+            return float(line[len(series) + 1:])
+    return None
+
+
+def test_metrics_with_worker_histograms_pass_promtool(warden, port, tmp_path):
+    """The aggregator's histograms reach the health worker as NAME_count and
+    NAME_sum heartbeat samples; /metrics must still pass promtool (they were
+    exported as gauges, which promtool rejects for those suffixes)."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool not installed")
+    if not os.access(AGG, os.X_OK):
+        pytest.skip("warden-aggregator not built")
+    csv = tmp_path / "ticks.csv"
+    csv.write_text("ts,venue,symbol,bid,bid_size,ask,ask_size,last,last_size\n"
+                   "1700000000.000,A,AAPL,100.0,10,100.4,5\n"
+                   "1700000000.100,B,AAPL,100.1,3,100.3,7,100.2,1\n"
+                   "1700000000.200,C,MSFT,50,1,50.5,2\n")
+    agg = {"command": str(AGG)}
+    agg.update(FAST_WORKER)
+    start(warden, port, **{"worker:a": worker(), "worker:agg": agg,
+                           "aggregator": {"symbols": "AAPL,MSFT", "venues": "A,B,C",
+                                          "bar_intervals": "1s", "source": "replay",
+                                          "replay_file": str(csv), "replay_speed": "0"}})
+    count = 'warden_agg_batch_size_count{worker="agg"}'
+    deadline = time.monotonic() + 10
+    while True:
+        st, ct, metrics = req(port, "GET", "/metrics")
+        assert st == 200 and ct.startswith("text/plain; version=0.0.4")
+        if (metric_value(metrics, count) or 0) > 0 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert metric_value(metrics, count) > 0, metrics
+    p = subprocess.run([promtool, "check", "metrics"], input=metrics.encode(),
+                       capture_output=True, timeout=30)
+    assert p.returncode == 0, p.stdout.decode() + p.stderr.decode()
+    for line in ("# TYPE warden_agg_batch_size summary\n",
+                 "# TYPE warden_agg_publish_latency_seconds summary\n",
+                 'warden_agg_batch_size_sum{worker="agg"} ',
+                 'warden_agg_publish_latency_seconds_count{worker="agg"} '):
+        assert line in metrics, line
+    assert "# TYPE warden_agg_batch_size_count" not in metrics
     warden.stop()
 
 

@@ -2,7 +2,8 @@
  * 0.0.4. Every family has HELP and TYPE and its series together, counters
  * end in _total, base units (seconds, bytes), one series per state for
  * state gauges, so `promtool check metrics` passes. Workers' own heartbeat
- * samples are passed through as warden_<name>{worker="W",...}; the
+ * samples are passed through as warden_<name>{worker="W",...}, histograms
+ * put back together from their _count/_sum(/_bucket) samples; the
  * runtime's wrk_breaker_* samples become the warden_breaker_* families. */
 #include "hl.h"
 #include <math.h>
@@ -166,27 +167,257 @@ static json_t *collect_worker_metrics(const json_t *workers) {
     return fams;
 }
 
+/* Finds label `name` in a label list split_sample() accepted: its raw
+ * (still escaped) value into val, the other labels into rest. */
+static bool take_label(const char *labels, const char *name, char *rest, size_t rlen, char *val,
+                       size_t vlen) {
+    size_t nlen = strlen(name), r = 0;
+    bool found = false;
+    const char *p = labels;
+    while (*p) {
+        const char *k = p, *eq = strchr(p, '=');
+        const char *v = eq + 2, *q = v;
+        while (*q != '"')
+            q += *q == '\\' ? 2 : 1;
+        const char *next = q[1] == ',' ? q + 2 : q + 1;
+        size_t vn = (size_t)(q - v), kn = (size_t)(q + 1 - k);
+        if ((size_t)(eq - k) == nlen && strncmp(k, name, nlen) == 0) {
+            /* Too long for val: "" (no bound of ours is that long). */
+            vn = vn < vlen ? vn : 0;
+            memcpy(val, v, vn);
+            val[vn] = '\0';
+            found = true;
+        } else if (r + (r > 0) + kn < rlen) { /* rest is never longer than labels */
+            if (r > 0)
+                rest[r++] = ',';
+            memcpy(rest + r, k, kn);
+            r += kn;
+        }
+        p = next;
+    }
+    rest[r] = '\0';
+    return found;
+}
+
+/* A bucket bound as the text format writes it: a float or +Inf. */
+static bool parse_le(const char *s, double *le) {
+    char *end;
+    *le = strtod(s, &end);
+    return end != s && *end == '\0' && !isnan(*le) && *le != -INFINITY;
+}
+
+static bool has_suffix(const char *s, const char *suffix) {
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && strcmp(s + n - k, suffix) == 0;
+}
+
+/* Does any sample of the family carry label `name`? */
+static bool any_label(const json_t *list, const char *name) {
+    char rest[HL_PROM_LABELS_MAX], val[64];
+    size_t i;
+    const json_t *s;
+    json_array_foreach(list, i, s) {
+        if (take_label(json_string_value(json_array_get(s, 1)), name, rest, sizeof rest, val,
+                       sizeof val))
+            return true;
+    }
+    return false;
+}
+
+/* Heartbeats carry no types: a histogram arrives as its samples,
+ * NAME_count and NAME_sum per series (wd_metrics_snapshot), plus
+ * NAME_bucket{le} if a snapshot ever carries buckets. Passed through as
+ * gauges, promtool rejects those suffixes, and they are not gauges. So
+ * when NAME_count and NAME_sum both exist (and no plain NAME, which the
+ * family would clash with), they are one family NAME: a histogram if every
+ * NAME_bucket has a numeric le, else a summary without quantiles, which is
+ * what the text format calls a count and a sum with no distribution (a
+ * histogram must have at least the le="+Inf" bucket, and inventing only
+ * that one would offer histogram_quantile() a distribution we do not
+ * have). Returns the type for family `fam` ("histogram"/"summary") and its
+ * stem, or NULL when fam is a family of its own. */
+static const char *composite_kind(const json_t *fams, const char *fam, char *stem, size_t slen) {
+    static const char *const suffixes[] = {"_bucket", "_count", "_sum"};
+    size_t n = strlen(fam);
+    for (size_t i = 0; i < N_OF(suffixes); i++) {
+        size_t k = strlen(suffixes[i]);
+        if (!has_suffix(fam, suffixes[i]) || n - k >= slen)
+            continue;
+        memcpy(stem, fam, n - k);
+        stem[n - k] = '\0';
+        char name[HL_PROM_NAME_MAX + 16];
+        snprintf(name, sizeof name, "%s_count", stem);
+        if (json_object_get(fams, name) == NULL)
+            return NULL;
+        snprintf(name, sizeof name, "%s_sum", stem);
+        if (json_object_get(fams, name) == NULL || json_object_get(fams, stem) != NULL)
+            return NULL;
+        snprintf(name, sizeof name, "%s_bucket", stem);
+        const json_t *buckets = json_object_get(fams, name);
+        bool hist = buckets != NULL;
+        size_t j;
+        const json_t *s;
+        json_array_foreach(buckets, j, s) {
+            char rest[HL_PROM_LABELS_MAX], val[64];
+            double le;
+            if (!take_label(json_string_value(json_array_get(s, 1)), "le", rest, sizeof rest, val,
+                            sizeof val) ||
+                !parse_le(val, &le))
+                hist = false;
+        }
+        if (i == 0 && !hist)
+            return NULL; /* NAME_bucket is left on its own, untyped */
+        return hist ? "histogram" : "summary";
+    }
+    return NULL;
+}
+
+typedef struct {
+    double le, v;
+    const char *text; /* the le value as the worker wrote it */
+} hl_bucket;
+
+static int bucket_cmp(const void *a, const void *b) {
+    double x = ((const hl_bucket *)a)->le, y = ((const hl_bucket *)b)->le;
+    return x < y ? -1 : x > y;
+}
+
+static void composite_sample(FILE *f, const char *stem, const char *suffix, const json_t *ser,
+                             const char *le, double v) {
+    const char *labels = str(ser, "labels");
+    fprintf(f, "%s%s{worker=\"", stem, suffix);
+    esc(f, str(ser, "worker"));
+    fprintf(f, "\"%s%s", labels[0] ? "," : "", labels);
+    if (le != NULL)
+        fprintf(f, ",le=\"%s\"", le);
+    fputs("}", f);
+    value(f, v);
+}
+
+/* One series of a histogram: buckets in increasing le ending with +Inf
+ * (the count, when the worker's snapshot lacks it), then sum and count. */
+static void render_series(FILE *f, const char *stem, bool hist, const json_t *ser) {
+    const json_t *count = json_object_get(ser, "count"), *sum = json_object_get(ser, "sum");
+    const json_t *bl = json_object_get(ser, "buckets");
+    size_t n = json_array_size(bl), i;
+    hl_bucket *b = hist && n > 0 ? calloc(n, sizeof *b) : NULL;
+    if (b != NULL) {
+        const json_t *e;
+        json_array_foreach(bl, i, e) {
+            b[i] = (hl_bucket){.le = json_real_value(json_array_get(e, 0)),
+                               .v = json_real_value(json_array_get(e, 2)),
+                               .text = json_string_value(json_array_get(e, 1))};
+        }
+        qsort(b, n, sizeof *b, bucket_cmp);
+        for (i = 0; i < n; i++) {
+            if (i > 0 && b[i].le == b[i - 1].le)
+                continue; /* one bucket per bound */
+            composite_sample(f, stem, "_bucket", ser, isinf(b[i].le) ? "+Inf" : b[i].text,
+                             b[i].v);
+        }
+    }
+    if (hist && (b == NULL || !isinf(b[n - 1].le)) && count != NULL)
+        composite_sample(f, stem, "_bucket", ser, "+Inf", json_real_value(count));
+    free(b);
+    if (sum != NULL)
+        composite_sample(f, stem, "_sum", ser, NULL, json_real_value(sum));
+    if (count != NULL)
+        composite_sample(f, stem, "_count", ser, NULL, json_real_value(count));
+}
+
+/* Writes histogram/summary `stem` from its NAME_bucket/_count/_sum families,
+ * grouped per series (worker and labels but le), and marks them done. */
+static void render_composite(FILE *f, const json_t *fams, const char *stem, const char *kind,
+                             json_t *done) {
+    static const char *const parts[] = {"_bucket", "_count", "_sum"};
+    bool hist = strcmp(kind, "histogram") == 0;
+    json_t *series = json_object();
+    for (size_t p = hist ? 0 : 1; p < N_OF(parts); p++) {
+        char name[HL_PROM_NAME_MAX + 16];
+        snprintf(name, sizeof name, "%s%s", stem, parts[p]);
+        json_object_set_new(done, name, json_true());
+        size_t i;
+        const json_t *s;
+        json_array_foreach(json_object_get(fams, name), i, s) {
+            const char *worker = json_string_value(json_array_get(s, 0));
+            const char *labels = json_string_value(json_array_get(s, 1));
+            char rest[HL_PROM_LABELS_MAX], le[64];
+            double lev = 0;
+            if (p == 0) {
+                take_label(labels, "le", rest, sizeof rest, le, sizeof le);
+                parse_le(le, &lev);
+            } else {
+                snprintf(rest, sizeof rest, "%s", labels);
+            }
+            json_t *key = json_pack("[s,s]", worker, rest);
+            char *k = json_dumps(key, JSON_COMPACT);
+            json_decref(key);
+            if (k == NULL)
+                continue;
+            json_t *ser = json_object_get(series, k);
+            if (ser == NULL) {
+                ser = json_pack("{s:s,s:s,s:[]}", "worker", worker, "labels", rest, "buckets");
+                json_object_set_new(series, k, ser);
+            }
+            free(k);
+            json_t *v = json_array_get(s, 2);
+            if (p == 0)
+                json_array_append_new(json_object_get(ser, "buckets"),
+                                      json_pack("[f,s,O]", lev, le, v));
+            else
+                json_object_set(ser, parts[p] + 1, v);
+        }
+    }
+    char help[HL_PROM_NAME_MAX + 96];
+    snprintf(help, sizeof help, "Worker histogram %s from heartbeats%s, labelled by worker.",
+             stem + 7, hist ? "" : " (count and sum only)");
+    family(f, stem, kind, help);
+    const char *k;
+    json_t *ser;
+    json_object_foreach(series, k, ser)
+        render_series(f, stem, hist, ser);
+    json_decref(series);
+}
+
+/* A family of plain samples: counter when named _total, untyped when the
+ * name or an le/quantile label says histogram or summary but the family is
+ * none (promtool rejects those on a gauge), else gauge. */
+static void render_plain(FILE *f, const char *fam, const json_t *list) {
+    const char *type = "gauge";
+    if (has_suffix(fam, "_total"))
+        type = "counter";
+    else if (has_suffix(fam, "_bucket") || has_suffix(fam, "_count") ||
+             has_suffix(fam, "_sum") || any_label(list, "le") || any_label(list, "quantile"))
+        type = "untyped";
+    char help[HL_PROM_NAME_MAX + 64];
+    snprintf(help, sizeof help, "Worker metric %s from heartbeats, labelled by worker.", fam + 7);
+    family(f, fam, type, help);
+    size_t i;
+    const json_t *s;
+    json_array_foreach(list, i, s) {
+        const char *labels = json_string_value(json_array_get(s, 1));
+        fprintf(f, "%s{worker=\"", fam);
+        esc(f, json_string_value(json_array_get(s, 0)));
+        fprintf(f, "\"%s%s}", labels[0] ? "," : "", labels);
+        value(f, json_real_value(json_array_get(s, 2)));
+    }
+}
+
 static void render_worker_metrics(FILE *f, const json_t *workers) {
-    json_t *fams = collect_worker_metrics(workers);
+    json_t *fams = collect_worker_metrics(workers), *done = json_object();
     const char *fam;
     json_t *list;
     json_object_foreach(fams, fam, list) {
-        size_t len = strlen(fam);
-        bool counter = len > 6 && strcmp(fam + len - 6, "_total") == 0;
-        char help[HL_PROM_NAME_MAX + 64];
-        snprintf(help, sizeof help, "Worker metric %s from heartbeats, labelled by worker.",
-                 fam + 7);
-        family(f, fam, counter ? "counter" : "gauge", help);
-        size_t i;
-        json_t *s;
-        json_array_foreach(list, i, s) {
-            const char *labels = json_string_value(json_array_get(s, 1));
-            fprintf(f, "%s{worker=\"", fam);
-            esc(f, json_string_value(json_array_get(s, 0)));
-            fprintf(f, "\"%s%s}", labels[0] ? "," : "", labels);
-            value(f, json_real_value(json_array_get(s, 2)));
-        }
+        if (json_object_get(done, fam) != NULL)
+            continue;
+        char stem[HL_PROM_NAME_MAX + 8];
+        const char *kind = composite_kind(fams, fam, stem, sizeof stem);
+        if (kind != NULL)
+            render_composite(f, fams, stem, kind, done);
+        else
+            render_plain(f, fam, list);
     }
+    json_decref(done);
     json_decref(fams);
 }
 
