@@ -311,3 +311,54 @@ def test_killed_mid_stream_resumes_from_group(warden, redis_private):
     q = warden.ctl("call", "agg", "quote", "symbol=AAPL")
     assert q["bid"] == 100 + 749, q  # the newest entry is the quote
     warden.stop()
+
+
+def test_redis_breakers_reachable_and_resettable(warden, redis_private):
+    """Every breaker the aggregator reports in its heartbeat is one it
+    registered: `breakers` lists it and `breaker-reset` finds it (it was
+    only reported, so `breakers` said [] and a reset 'no breaker named').
+    The client and its breaker have one name, and the name's first word is
+    the dependency (what wardenctl diagnose reads)."""
+    url = "redis://127.0.0.1:%d" % redis_private.port
+    warden.start(agg_sections({"source": "synthetic", "synthetic_rate": "200",
+                               "redis_url": url}))
+    warden.wait_until(lambda: redis_private.cli("HGET", "md:last:AAPL", "bid"), 5,
+                      "md:last:AAPL in Redis")
+    warden.wait_until(lambda: warden.status("agg").get("breakers"), 5, "breakers in heartbeat")
+    reported = {b["name"] for b in warden.status("agg")["breakers"]}
+    assert "redis-sink" in reported, reported
+    listed = {b["name"]: b for b in warden.ctl("call", "agg", "breakers")["breakers"]}
+    assert reported <= set(listed), (reported, listed)
+    assert listed["redis-sink"]["state"] == "closed", listed["redis-sink"]
+    # The client's metrics carry the same name as its breaker.
+    samples = warden.status("agg")["metrics"]
+    assert any('client="redis-sink"' in k for k in samples), sorted(samples)[:40]
+    # Found, but closed: nothing to reset (not "no breaker named").
+    r = warden.ctl("call", "agg", "breaker-reset", "name=redis-sink", "reason=test",
+                   "override=true", json=False)
+    assert r.rc != 0 and "not open" in r.err, r
+
+    # Redis frozen: writes time out, the connection is dropped, the breaker
+    # opens; an operator's reset reaches the very breaker the sink consults.
+    os.kill(redis_private.proc.pid, signal.SIGSTOP)
+    try:
+        def sink_open():
+            b = {b["name"]: b for b in warden.ctl("call", "agg", "breakers")["breakers"]}
+            return b["redis-sink"]["state"] in ("open", "half_open")
+        warden.wait_until(sink_open, 10 + MARGIN_S, "redis-sink breaker open")
+        # Heartbeats show it too (up to one heartbeat later than the call).
+        warden.wait_until(lambda: {b["name"]: b["state"] for b in warden.status("agg")["breakers"]}
+                          ["redis-sink"] != "closed", 5, "redis-sink open in the heartbeat")
+        res = warden.ctl("call", "agg", "breaker-reset", "name=redis-sink",
+                         "reason=redis-frozen-test", "override=true")
+        assert res["name"] == "redis-sink" and res["to"] == "closed", res
+        warden.wait_until(lambda: any("audit: breaker 'redis-sink' reset" in x["line"]
+                                      for x in warden.logs("agg", 200)), 5, "the audit line")
+    finally:
+        os.kill(redis_private.proc.pid, signal.SIGCONT)
+    # Back: the sink writes again (md:last:* follows the aggregator).
+    redis_private.cli("DEL", "md:last:AAPL")
+    warden.wait_until(lambda: redis_private.cli("HGET", "md:last:AAPL", "bid"), 10 + MARGIN_S,
+                      "md:last:AAPL written again")
+    assert warden.status("agg")["state"] == "RUNNING"
+    warden.stop()

@@ -18,7 +18,14 @@
  * re-reads its own pending entries (delivered before a crash, never acked),
  * then new ones (">"). Entries are processed, then acked in one XACK: a
  * crash between the two re-delivers those entries (at least once); acked
- * entries are never read again. */
+ * entries are never read again.
+ *
+ * Names: each client, and so its breaker (common/redis.h names the breaker
+ * after the client), is "redis-sink" / "redis-source". The breakers are
+ * registered with the runtime (wrk_breaker_register), so heartbeats, the
+ * `breakers` and `breaker-reset` commands and the health API all reach the
+ * very breaker the client consults; and wardenctl diagnose reads the
+ * dependency from the first word of the name ("redis"). */
 #include "agg_worker.h"
 #include "clock.h"
 #include "log.h"
@@ -122,19 +129,25 @@ static void write_quote(agg_redis *r, int sym) {
     r->inflight++;
 }
 
+/* Whether the sink's breaker would admit a write now. An OPEN breaker
+ * whose cooldown is over must be asked (brk_allow moves it to HALF_OPEN on
+ * a call): if nothing were written while it reads OPEN, only a closing bar
+ * would ever try it, and with no bar intervals it would stay open for
+ * good. DISABLED admits everything. */
+static bool sink_admits(const brk_breaker *b, uint64_t now) {
+    if (b->state == BRK_FORCED_OPEN)
+        return false;
+    return b->state != BRK_OPEN || brk_retry_in(b, now) == 0;
+}
+
 static void on_flush(uv_timer_t *t) {
     agg_redis *r = t->data;
     agg_worker *w = r->w;
-    if (r->src != NULL && w->ctx != NULL)
-        wrk_breaker_state(w->ctx, "redis-source",
-                          (proto_breaker_state)wd_redis_breaker(r->src)->state);
     if (r->sink == NULL)
         return;
     brk_breaker *b = wd_redis_breaker(r->sink);
-    if (w->ctx != NULL)
-        wrk_breaker_state(w->ctx, "redis-sink", (proto_breaker_state)b->state);
     bool up = wd_redis_get_state(r->sink) == WD_REDIS_READY &&
-              (b->state == BRK_CLOSED || b->state == BRK_HALF_OPEN);
+              sink_admits(b, wd_clock_mono_ns());
     size_t n = w->book.n_syms < r->n_dirty_cap ? w->book.n_syms : r->n_dirty_cap;
     for (size_t i = 0; i < n; i++) {
         if (!r->dirty[i])
@@ -394,9 +407,14 @@ static int open_client(agg_redis *r, const char *name, wd_redis **out, char *err
     o.breaker.open_ns = 1000ull * WD_NS_PER_MS;
     o.breaker.open_max_ns = 5000ull * WD_NS_PER_MS;
     int rc = wd_redis_open(r->w->loop, &o, out, err, errlen);
-    if (rc == 0)
-        r->handles++;
-    return rc;
+    if (rc != 0)
+        return rc;
+    r->handles++;
+    /* Not fatal: the client works without it, only unreachable by hand. */
+    int brc = r->w->ctx ? wrk_breaker_register(r->w->ctx, wd_redis_breaker(*out), false) : 0;
+    if (brc != 0)
+        wd_warn("breaker %s not registered: %s", name, wd_strerror(brc));
+    return 0;
 }
 
 int agg_redis_start(agg_worker *w, char *err, size_t errlen) {
@@ -417,10 +435,10 @@ int agg_redis_start(agg_worker *w, char *err, size_t errlen) {
     r->flush_t.data = r->read_t.data = r;
     r->handles = 2;
     w->redis = r;
-    if (w->conf.redis_sink && (rc = open_client(r, "agg-sink", &r->sink, err, errlen)) != 0)
+    if (w->conf.redis_sink && (rc = open_client(r, "redis-sink", &r->sink, err, errlen)) != 0)
         return rc;
     if (w->src_on[AGG_SRC_REDIS] &&
-        (rc = open_client(r, "agg-source", &r->src, err, errlen)) != 0)
+        (rc = open_client(r, "redis-source", &r->src, err, errlen)) != 0)
         return rc;
     uv_timer_start(&r->flush_t, on_flush, AGG_REDIS_FLUSH_MS, AGG_REDIS_FLUSH_MS);
     if (r->src != NULL)
@@ -432,10 +450,16 @@ void agg_redis_stop(agg_redis *r) {
     if (r == NULL || r->closing)
         return;
     r->closing = true;
-    if (r->sink != NULL)
-        wd_redis_close(r->sink, on_client_closed, r);
-    if (r->src != NULL)
-        wd_redis_close(r->src, on_client_closed, r);
+    /* The runtime keeps publishing breakers until the process exits, and a
+     * client's breaker is freed with the client: unregister first. */
+    for (int i = 0; i < 2; i++) {
+        wd_redis *c = i == 0 ? r->sink : r->src;
+        if (c == NULL)
+            continue;
+        if (r->w->ctx != NULL)
+            wrk_breaker_unregister(r->w->ctx, wd_redis_breaker(c));
+        wd_redis_close(c, on_client_closed, r);
+    }
     uv_close((uv_handle_t *)&r->flush_t, on_handle_closed);
     uv_close((uv_handle_t *)&r->read_t, on_handle_closed);
 }

@@ -244,7 +244,7 @@ static void get_order(pb_server *s, pb_req *q, const char *coid) {
     req_done(q);
 }
 
-static json_t *stats_json(pb_server *s) {
+json_t *pb_server_stats(pb_server *s) {
     json_t *per = json_object(), *recent = json_array();
     uint32_t maxp = 0, maxf = 0;
     for (size_t i = 0; i < s->orders.nslots; i++) {
@@ -267,7 +267,7 @@ static json_t *stats_json(pb_server *s) {
                                                 "method", r->method, "path", r->path, "status",
                                                 r->status));
     }
-    return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:o}",
+    json_t *st = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:o}",
                      "orders", (json_int_t)s->orders.n, "filled", (json_int_t)s->filled,
                      "posts", (json_int_t)s->posts, "duplicate_posts",
                      (json_int_t)s->duplicate_posts, "gets", (json_int_t)s->gets,
@@ -277,6 +277,12 @@ static json_t *stats_json(pb_server *s) {
                      "price_errors", (json_int_t)s->price_errors, "no_price",
                      (json_int_t)s->no_price, "per_id", per, "recent", recent, "faults",
                      pb_faults_json(&s->faults));
+    json_t *brk = pb_prices_json(s);
+    if (st != NULL)
+        json_object_set_new(st, "price_breaker", brk != NULL ? brk : json_null());
+    else
+        json_decref(brk);
+    return st;
 }
 
 static double roll(pb_server *s) { return (double)(wd_rng_next(&s->rng) >> 11) / 9007199254740992.0; }
@@ -318,7 +324,7 @@ static void handle(pb_server *s, pb_req *q) {
         return;
     }
     if (strcmp(path, "/stats") == 0) {
-        reply(s, q->aio, 200, stats_json(s), q->method, q->uri, NULL, NULL);
+        reply(s, q->aio, 200, pb_server_stats(s), q->method, q->uri, NULL, NULL);
         req_done(q);
         return;
     }
@@ -403,6 +409,7 @@ int pb_server_start(pb_server *s, uv_loop_t *loop, char *err, size_t errlen) {
     snprintf(urlstr, sizeof urlstr, "http://%s", s->listen);
     if ((rv = nng_url_parse(&url, urlstr)) != 0) {
         snprintf(err, errlen, "--listen '%s' is not HOST:PORT", s->listen);
+        uv_close((uv_handle_t *)&s->wake, NULL); /* the runtime then closes the loop cleanly */
         return WD_EINVAL;
     }
     if ((rv = nng_http_server_hold(&s->server, url)) != 0 ||
@@ -429,6 +436,7 @@ fail:
         nng_http_server_release(s->server);
     s->server = NULL;
     nng_url_free(url);
+    uv_close((uv_handle_t *)&s->wake, NULL);
     return WD_EUNAVAIL;
 }
 

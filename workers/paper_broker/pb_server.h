@@ -6,6 +6,7 @@
 #include "backoff.h"
 #include "pb.h"
 #include "redis.h"
+#include "worker.h"
 
 #include <pthread.h>
 #include <uv.h>
@@ -33,6 +34,13 @@ typedef struct {
     uv_async_t wake;
     struct nng_http_server *server;
     wd_redis *redis;
+    /* pb_prices.c: the Redis client's breaker is closed again as soon as a
+     * new connection's handshake is answered (watch_t polls the client's
+     * connect count), not only when its cooldown ends. */
+    wrk_ctx *ctx;
+    uv_timer_t watch_t;
+    bool watch_on, brk_registered;
+    uint64_t seen_connects, breaker_resets;
     pb_orders orders;
     wd_rng rng;
     pb_req *hung; /* requests never to be answered (until stop) */
@@ -49,6 +57,18 @@ typedef struct {
 
 int pb_server_start(pb_server *s, uv_loop_t *loop, char *err, size_t errlen);
 void pb_server_stop(pb_server *s);
+/* GET /stats (and `wardenctl call NAME stats`): a new object. */
+json_t *pb_server_stats(pb_server *s);
+
+/* pb_prices.c: the price source. Opens the Redis client on s->loop
+ * (registering its breaker with ctx), or WD_EINVAL & co. with err filled. */
+#define PB_PRICES_CLIENT "redis-prices" /* client and breaker name */
+int pb_prices_open(pb_server *s, wrk_ctx *ctx, const char *url, char *err, size_t errlen);
+/* Unregisters the breaker, closes the client and the watch timer. */
+void pb_prices_close(pb_server *s);
+/* The breaker as GET /stats shows it (NULL without Redis): a new object. */
+json_t *pb_prices_json(pb_server *s);
+
 /* warden-paper-broker's main. */
 int pb_main(int argc, char **argv);
 
