@@ -44,7 +44,36 @@ void sup_child_set_state(sup_child *c, sup_state to, const char *reason) {
 }
 
 static void fsm_on_deadline(uv_timer_t *t) { sup_fsm_dispatch(t->data, SUP_EV_DEADLINE); }
-static void fsm_on_hb_lost(uv_timer_t *t) { sup_fsm_dispatch(t->data, SUP_EV_HB_LOST); }
+/* A heartbeat timeout that fires this much later than due means warden
+ * itself did not run (SIGSTOP, a frozen VM, starved of CPU): the workers'
+ * heartbeats of that time are queued, unread, not missing. */
+#define FSM_HB_LATE_MS 500
+
+static void fsm_on_hb_lost(uv_timer_t *t);
+
+static void fsm_hb_watch(sup_child *c, uint64_t ms) {
+    c->hb_due_ms = uv_now(c->hb_watch.loop) + ms;
+    uv_timer_start(&c->hb_watch, fsm_on_hb_lost, ms, 0);
+}
+
+static void fsm_on_hb_lost(uv_timer_t *t) {
+    sup_child *c = t->data;
+    uint64_t now = uv_now(t->loop);
+    uint64_t late = now > c->hb_due_ms ? now - c->hb_due_ms : 0;
+    if (late > FSM_HB_LATE_MS && !c->hb_grace) {
+        /* Timers run before this iteration reads its sockets: give the
+         * queued heartbeats two intervals to be read before judging. */
+        uint64_t grace = 2 * c->conf->heartbeat_interval_ms;
+        wd_warn("%s: heartbeat timeout noticed %llums late (warden itself was stopped or "
+                "starved); waiting %llums for heartbeats already sent",
+                c->conf->name, (unsigned long long)late, (unsigned long long)grace);
+        c->hb_grace = true;
+        fsm_hb_watch(c, grace);
+        return;
+    }
+    c->hb_grace = false;
+    sup_fsm_dispatch(c, SUP_EV_HB_LOST);
+}
 
 /* min_uptime after READY: the run counts as healthy; the crash breaker closes
  * and the backoff attempt counter starts over. */
@@ -137,8 +166,9 @@ static void act_ready(sup_child *c) {
     c->ready_ns = wd_clock_mono_ns();
     c->last_hb_ns = c->ready_ns;
     uv_timer_stop(&c->deadline);
+    c->hb_grace = false;
     if (c->conf->is_worker)
-        uv_timer_start(&c->hb_watch, fsm_on_hb_lost, c->conf->heartbeat_timeout_ms, 0);
+        fsm_hb_watch(c, c->conf->heartbeat_timeout_ms);
     uv_timer_start(&c->uptime, fsm_on_uptime, c->conf->min_uptime_ms, 0);
     sup_child_set_state(c, SUP_RUNNING, "");
     sup_child_eval_deps(c->owner);
@@ -324,8 +354,10 @@ void sup_fsm_dispatch(sup_child *c, sup_event ev) {
 }
 
 void sup_fsm_heartbeat_seen(sup_child *c) {
-    if (c->state == SUP_RUNNING)
-        uv_timer_start(&c->hb_watch, fsm_on_hb_lost, c->conf->heartbeat_timeout_ms, 0);
+    if (c->state == SUP_RUNNING) {
+        c->hb_grace = false;
+        fsm_hb_watch(c, c->conf->heartbeat_timeout_ms);
+    }
 }
 
 void sup_fsm_init_timers(sup_child *c, uv_loop_t *loop) {

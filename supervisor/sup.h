@@ -83,6 +83,8 @@ struct sup_child {
     int n_procs;    /* proc structs not yet freed (live or draining output) */
     uv_timer_t deadline;  /* start_timeout, stop_timeout, backoff */
     uv_timer_t hb_watch;  /* heartbeat_timeout while running */
+    uint64_t hb_due_ms;   /* when hb_watch should fire, in uv_now() time */
+    bool hb_grace;        /* hb_watch fired late once: waiting for queued beats */
     uv_timer_t uptime;    /* min_uptime after READY: closes the crash breaker */
     uint64_t spawn_ns, exec_ns, ready_ns, last_hb_ns; /* monotonic */
     uint32_t restarts;

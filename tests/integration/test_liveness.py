@@ -7,7 +7,8 @@ import signal
 import time
 from datetime import datetime
 
-from wardenlib import HB_TIMEOUT_MS, MARGIN_S, STOP_TIMEOUT_MS, pid_alive, worker
+from wardenlib import (HB_TIMEOUT_MS, MARGIN_S, STOP_TIMEOUT_MS, pid_alive, worker,
+                       summarize_status as summarize)
 
 HB_TIMEOUT_S = HB_TIMEOUT_MS / 1000.0
 STOP_TIMEOUT_S = STOP_TIMEOUT_MS / 1000.0
@@ -120,3 +121,30 @@ def test_shutdown_kills_term_ignoring_worker_and_exits_0(warden):
     warden.stop(timeout=STOP_TIMEOUT_S + 10)
     assert time.monotonic() - t0 < STOP_TIMEOUT_S + MARGIN_S
     assert not pid_alive(pid)
+
+
+def test_stopped_supervisor_does_not_blame_its_workers_on_resume(warden):
+    # warden itself stopped for more than heartbeat_timeout: the workers kept
+    # sending heartbeats, which are queued. On SIGCONT the late timeouts must
+    # not restart healthy workers.
+    warden.start({"worker:a": worker(), "worker:b": worker()})
+    before = warden.status()
+    os.kill(warden.pid, signal.SIGSTOP)
+    try:
+        time.sleep(HB_TIMEOUT_S * 2.5)
+    finally:
+        os.kill(warden.pid, signal.SIGCONT)
+    time.sleep(HB_TIMEOUT_S + 0.5)  # past one more timeout: now with heartbeats read
+    st = warden.status()
+    for n in ("a", "b"):
+        assert st[n]["pid"] == before[n]["pid"] and st[n]["restarts"] == 0, summarize(st)
+        assert st[n]["state"] == "RUNNING", summarize(st)
+    assert "noticed" in warden.stderr_path.read_text()
+    # Liveness still works afterwards: a stopped worker is replaced.
+    os.kill(before["a"]["pid"], signal.SIGSTOP)
+    try:
+        warden.wait_new_pid("a", before["a"]["pid"], HB_TIMEOUT_S + STOP_TIMEOUT_S + MARGIN_S)
+    finally:
+        if pid_alive(before["a"]["pid"]):
+            os.kill(before["a"]["pid"], signal.SIGCONT)
+    warden.stop()
