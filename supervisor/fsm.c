@@ -103,10 +103,10 @@ static bool fsm_deps_ready(sup_child *c, char *why, size_t whylen) {
 }
 
 static void fsm_signal_stop(sup_child *c, int sig) {
-    sup_child_signal(c, sig);
+    sup_child_signal_group(c, sig);
     /* A stopped (SIGSTOP) process acts on SIGTERM only once continued. */
     if (sig != SIGKILL)
-        sup_child_signal(c, SIGCONT);
+        sup_child_signal_group(c, SIGCONT);
 }
 
 static void act_backoff(sup_child *c, const char *what);

@@ -308,3 +308,12 @@ int sup_child_signal(sup_child *c, int sig) {
         kill(-p->pid, SIGKILL);
     return 0;
 }
+
+int sup_child_signal_group(sup_child *c, int sig) {
+    int rc = sup_child_signal(c, sig);
+    /* The leader is ours and not reaped, so its pid still names its own
+     * process group (setsid at spawn): no other group can have that id. */
+    if (rc == 0 && sig != SIGKILL)
+        kill(-c->proc->pid, sig);
+    return rc;
+}

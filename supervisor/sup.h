@@ -167,8 +167,11 @@ void sup_fsm_heartbeat_seen(sup_child *c);
 
 /* Processes (proc.c). */
 int sup_child_spawn(sup_child *c, char *err, size_t errlen);
-/* Signals the child's process group (pidfd for the leader). */
+/* Signals the child through its pidfd; SIGKILL also its process group. */
 int sup_child_signal(sup_child *c, int sig);
+/* The same, then to the rest of its process group: the stop path, so that
+ * what a wrapper script started gets stop_signal too, not only SIGKILL. */
+int sup_child_signal_group(sup_child *c, int sig);
 void sup_fsm_init_timers(sup_child *c, uv_loop_t *loop);
 /* Frees a child whose removal is pending once nothing refers to it. */
 void sup_child_maybe_free(sup_child *c);

@@ -143,3 +143,29 @@ def test_depends_on_start_order_and_reverse_shutdown(warden):
     assert idx("c", "STOPPED") < idx("b", "STOPPING"), shutdown
     assert idx("b", "STOPPED") < idx("a", "STOPPING"), shutdown
     assert idx("a", "STOPPED") > idx("a", "STOPPING")
+
+
+def test_stop_signal_reaches_what_a_wrapper_started(warden, tmp_path):
+    # A wrapper shell that ignores SIGTERM and waits for its child: the
+    # child gets stop_signal too (the whole process group), and exits
+    # gracefully, instead of being SIGKILLed after stop_timeout.
+    mark = tmp_path / "child-got-term"
+    child = ("import signal, sys, time\n"
+             "def term(*a):\n"
+             "    open(%r, 'w').write('term')\n"
+             "    sys.exit(0)\n"
+             "signal.signal(signal.SIGTERM, term)\n"
+             "time.sleep(1000)\n") % str(mark)
+    script = tmp_path / "child.py"
+    script.write_text(child)
+    warden.start({"program:w": program(
+        "/bin/sh -c 'trap \"\" TERM; /usr/bin/python3 %s & wait'" % script,
+        stop_timeout="5s")})
+    time.sleep(0.5)  # python has set its handler
+    t0 = time.monotonic()
+    warden.ctl("stop", "w")
+    st = warden.wait_state("w", "STOPPED", 5 + MARGIN_S)
+    assert mark.exists(), "the wrapper's child never got SIGTERM"
+    assert time.monotonic() - t0 < 4.0, "stopped only by the SIGKILL after stop_timeout"
+    assert st["last_exit"] == "exit 0", st
+    warden.stop()
