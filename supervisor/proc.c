@@ -310,10 +310,15 @@ int sup_child_signal(sup_child *c, int sig) {
 }
 
 int sup_child_signal_group(sup_child *c, int sig) {
-    int rc = sup_child_signal(c, sig);
-    /* The leader is ours and not reaped, so its pid still names its own
-     * process group (setsid at spawn): no other group can have that id. */
-    if (rc == 0 && sig != SIGKILL)
-        kill(-c->proc->pid, sig);
-    return rc;
+    sup_proc *p = c->proc;
+    if (!p || p->exited || p->pidfd < 0)
+        return WD_ESTATE;
+    /* One signal to the group, the leader included: the leader is ours and
+     * not reaped, so its pid still names its own group (setsid at spawn; a
+     * session leader cannot leave it), and no other group can have that id.
+     * Not pidfd + group: the leader would get it twice, and the worker
+     * runtime takes a second SIGTERM as "exit now". */
+    if (kill(-p->pid, sig) < 0)
+        return WD_ESYS;
+    return 0;
 }

@@ -145,6 +145,10 @@ def test_stop_during_a_restart_wins(warden):
     time.sleep(1.0)
     st = warden.status("s")
     assert st["state"] == "STOPPED" and st["pid"] is None, st
+    # One stop_signal per stop: the runtime takes a second SIGTERM as "exit
+    # now", which would cut the graceful stop short.
+    assert "second SIGTERM" not in warden.stdout_text()
+    assert st["last_exit"] == "exit 0", st
     warden.stop()
 
 
