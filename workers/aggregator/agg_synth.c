@@ -1,8 +1,10 @@
 /* Synthetic source: a seeded random walk per (symbol, venue). Each call
- * picks a symbol and a venue from the rng, moves that venue's mid by a
- * random step around a symbol-wide drift (so venues stay close to each
- * other, as real venues do, and sometimes cross), and sometimes prints a
- * trade. With gap_probability a venue falls silent for a symbol for a while
+ * picks a symbol and a venue from the rng, moves the symbol-wide drift by
+ * a random step and quotes that venue around it with a little noise of its
+ * own. The noise is smaller than the narrowest half spread, so two venues
+ * quoting at the same moment never cross; a venue that has not quoted for
+ * a while can, as real consolidated books sometimes are. It also sometimes
+ * prints a trade. With gap_probability a venue falls silent for a symbol for a while
  * (AGG_SYNTH_GAP_TICKS of its own turns), which is how gaps and stale venues
  * show up in the demo. Everything comes from one wd_rng, so a seed gives
  * one sequence. */
@@ -15,8 +17,10 @@
 
 #define SYNTH_PRICE_MIN 10.0
 #define SYNTH_PRICE_SPAN 490.0   /* starting mids in [10, 500) */
-#define SYNTH_STEP_BP 5.0        /* max step of a mid, basis points */
-#define SYNTH_SPREAD_BP_MAX 8.0  /* half spread, basis points */
+#define SYNTH_STEP_BP 2.0        /* max step of a symbol's drift, basis points */
+#define SYNTH_NOISE_BP 1.0       /* max distance of a venue's mid from it */
+#define SYNTH_HALF_MIN_BP 2.5    /* half spread: at least this ... */
+#define SYNTH_HALF_SPAN_BP 6.0   /* ... plus up to this, basis points */
 #define SYNTH_SIZE_MAX 1000      /* lots */
 #define SYNTH_TRADE_PERMILLE 200 /* share of ticks that carry a trade */
 #define SYNTH_GAP_TURNS 50       /* a silent venue skips this many of its turns */
@@ -99,10 +103,10 @@ void agg_synth_next(agg_synth *s, uint64_t ts_ns, agg_tick *t) {
     double *drift = &s->symbol_mid[sym];
     *drift *= 1.0 + (unit(&s->rng) * 2.0 - 1.0) * SYNTH_STEP_BP / 10000.0;
     /* Each venue follows the symbol's drift with its own noise. */
-    c->mid = *drift * (1.0 + (unit(&s->rng) * 2.0 - 1.0) * SYNTH_STEP_BP / 10000.0);
+    c->mid = *drift * (1.0 + (unit(&s->rng) * 2.0 - 1.0) * SYNTH_NOISE_BP / 10000.0);
     if (c->mid < SYNTH_FLOOR)
         c->mid = SYNTH_FLOOR;
-    double half = c->mid * (0.5 + unit(&s->rng) * SYNTH_SPREAD_BP_MAX) / 10000.0;
+    double half = c->mid * (SYNTH_HALF_MIN_BP + unit(&s->rng) * SYNTH_HALF_SPAN_BP) / 10000.0;
     memset(t, 0, sizeof *t);
     t->ts_ns = ts_ns;
     memcpy(t->symbol, s->symbols[sym], sizeof t->symbol);

@@ -19,6 +19,50 @@
 
 static const agg_symname SYMS[] = {"AAPL", "MSFT", "IBM"};
 static const agg_symname VENUES[] = {"A", "B"};
+static const agg_symname VENUES4[] = {"XNAS", "XNYS", "BATS", "ARCA"};
+
+/* The demo's shape (8 symbols would be the same per symbol): 4 venues.
+ * Across venues the best bid should rarely be above the best ask; the old
+ * walk crossed most of the time, which made the demo's quotes look broken. */
+static void consolidated_book_rarely_crossed(void **state) {
+    (void)state;
+    agg_synth *s;
+    double bid[3][4] = {{0}}, ask[3][4] = {{0}};
+    int crossed = 0, books = 0;
+    assert_int_equal(agg_synth_new(42, SYMS, 3, VENUES4, 4, 0, &s), 0);
+    for (int i = 0; i < 100000; i++) {
+        agg_tick t;
+        agg_synth_next(s, (uint64_t)i, &t);
+        int sym = -1, ven = -1;
+        for (int k = 0; k < 3; k++)
+            if (strcmp(t.symbol, SYMS[k]) == 0)
+                sym = k;
+        for (int k = 0; k < 4; k++)
+            if (strcmp(t.venue, VENUES4[k]) == 0)
+                ven = k;
+        assert_true(sym >= 0 && ven >= 0);
+        assert_true(t.bid < t.ask);
+        bid[sym][ven] = t.bid;
+        ask[sym][ven] = t.ask;
+        double best_bid = 0, best_ask = 0;
+        bool full = true;
+        for (int k = 0; k < 4; k++) {
+            full &= ask[sym][k] > 0;
+            if (bid[sym][k] > best_bid)
+                best_bid = bid[sym][k];
+            if (best_ask == 0 || (ask[sym][k] > 0 && ask[sym][k] < best_ask))
+                best_ask = ask[sym][k];
+        }
+        if (!full)
+            continue;
+        books++;
+        crossed += best_bid > best_ask;
+    }
+    agg_synth_free(s);
+    print_message("crossed %d of %d consolidated books\n", crossed, books);
+    assert_true(books > 90000);
+    assert_true(crossed * 10 < books); /* under 10 % */
+}
 
 static void same_seed_same_ticks(void **state) {
     (void)state;
@@ -134,6 +178,7 @@ static void cache_ttl_bypass_invalidate(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(same_seed_same_ticks),
+        cmocka_unit_test(consolidated_book_rarely_crossed),
         cmocka_unit_test(cache_ttl_bypass_invalidate),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
