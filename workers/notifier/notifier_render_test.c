@@ -153,6 +153,18 @@ static void log_line(void **state) {
     assert_non_null(strstr(s, "text=\"x\\ny\""));
     assert_non_null(strstr(s, "label.symbol=\"AAPL\""));
     free(s);
+    /* A digest names what it holds. */
+    proto_alert b = mk("a2", PROTO_SEV_CRITICAL, "feed crash loop", "");
+    const proto_alert *w[] = {&a, &b};
+    nt_msg d = {w, 2, 0};
+    s = nt_render_log(&d, "log", &len);
+    assert_non_null(s);
+    assert_null(strchr(s, '\n'));
+    assert_non_null(strstr(s, "digest=2 severity=critical first_id=\"a1\""));
+    assert_non_null(strstr(s, "title.1=\"[warning] say \\\"hi\\\"\""));
+    assert_non_null(strstr(s, "title.2=\"[critical] feed crash loop\""));
+    assert_null(strstr(s, "more="));
+    free(s);
 }
 
 int main(void) {

@@ -240,6 +240,19 @@ char *nt_render_log(const nt_msg *m, const char *channel, size_t *len) {
         snprintf(num, sizeof num, " digest=%u severity=%s first_id=", m->n,
                  proto_alert_severity_name(nt_msg_severity(m)));
         ok = ok && sb_str(&b, num) && sb_quoted(&b, a->id);
+        /* The titles, as the chat digests list them: a count alone hid
+         * which alerts a storm held (a crash loop among exits). */
+        for (uint32_t i = 0; ok && i < m->n && i < NT_DIGEST_TITLES_MAX; i++) {
+            snprintf(num, sizeof num, " title.%u=", i + 1);
+            char sev_title[PROTO_ALERT_TITLE_MAX + 32];
+            snprintf(sev_title, sizeof sev_title, "[%s] %s",
+                     proto_alert_severity_name(m->alerts[i]->severity), m->alerts[i]->title);
+            ok = sb_str(&b, num) && sb_quoted(&b, sev_title);
+        }
+        if (ok && m->n > NT_DIGEST_TITLES_MAX) {
+            snprintf(num, sizeof num, " more=%u", m->n - NT_DIGEST_TITLES_MAX);
+            ok = sb_str(&b, num);
+        }
     } else {
         ok = ok && sb_str(&b, " id=") && sb_quoted(&b, a->id);
         snprintf(num, sizeof num, " severity=%s count=%u", proto_alert_severity_name(a->severity),
